@@ -1,0 +1,99 @@
+"""Which probes to send, derived from the topology: a pure function.
+
+Probe ids are stable and readable, and double as evidence references:
+  device / line far end / endpoint reachability: `NAME/icmp`
+  a service:                                     `ENDPOINT/tcp/PORT`, `ENDPOINT/dns`
+  the path to an endpoint behind a group:        `ENDPOINT/trace`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netprobe.config import DnsSpec, IcmpSpec, TcpSpec, TraceSpec
+from netprobe.probes.interface import ProbeTask
+from netprobe.topology import Kind, Topology, service_name
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    traces: bool = True  # trace endpoints behind a redundancy group, to find the active line
+    attempts: int | None = None  # override the config's defaults
+    timeout_s: float | None = None
+    interval_s: float | None = None
+    only: frozenset[str] | None = None  # restrict to these component names
+
+
+def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[ProbeTask]:
+    opts = options or PlanOptions()
+    cfg = topology.config
+    d = cfg.defaults
+    attempts = opts.attempts or d.attempts
+    timeout_s = opts.timeout_s if opts.timeout_s is not None else d.timeout
+    interval_s = opts.interval_s if opts.interval_s is not None else d.interval
+    tasks: list[ProbeTask] = []
+
+    def want(name: str) -> bool:
+        return opts.only is None or name in opts.only
+
+    for name, dev in cfg.devices.items():
+        if want(name):
+            tasks.append(ProbeTask(id=f"{name}/icmp", kind="icmp", target=name, address=dev.address,
+                                   attempts=attempts, timeout_s=timeout_s, interval_s=interval_s))
+    for name, line in cfg.lines.items():
+        if want(name):
+            tasks.append(ProbeTask(id=f"{name}/icmp", kind="icmp", target=name, address=line.far_end,
+                                   attempts=attempts, timeout_s=timeout_s, interval_s=interval_s,
+                                   params={"role": "far_end"}))
+    for name, ep in cfg.endpoints.items():
+        if not want(name):
+            continue
+        ep_attempts = ep.attempts or attempts
+        ep_timeout_s = ep.timeout if ep.timeout is not None else timeout_s
+        common = dict(address=ep.address, host=ep.host, attempts=ep_attempts,
+                      timeout_s=ep_timeout_s, interval_s=interval_s)
+        traced = False
+        for spec in ep.probes:
+            if isinstance(spec, IcmpSpec):
+                tasks.append(ProbeTask(id=f"{name}/icmp", kind="icmp", target=name, **common))
+            elif isinstance(spec, TcpSpec):
+                svc = service_name(name, spec)
+                tasks.append(ProbeTask(id=svc, kind="tcp", target=svc, port=spec.port, **common))
+            elif isinstance(spec, DnsSpec):
+                svc = service_name(name, spec)
+                chk = spec.check
+                params = {"query": chk.query, "type": chk.type,
+                          "expect": list(chk.expect) if chk.expect is not None else None}
+                dns_common = dict(common)
+                if chk.server:
+                    dns_common.update(address=chk.server, host=None)
+                tasks.append(ProbeTask(id=svc, kind="dns", target=svc, port=53, params=params,
+                                       **dns_common))
+            elif isinstance(spec, TraceSpec):
+                tasks.append(_trace_task(name, ep.probes, spec, common))
+                traced = True
+        behind_group = any(topology.is_group(p) for p in ep.path)
+        if opts.traces and behind_group and not traced:
+            tasks.append(_trace_task(name, ep.probes, TraceSpec(), common))
+    return tasks
+
+
+def _trace_task(endpoint: str, specs: list, spec: TraceSpec, common: dict) -> ProbeTask:
+    """A trace goes where the traffic goes: to the endpoint's first TCP port when
+    it has one (firewalls pass it), else ICMP echo."""
+    chk = spec.check
+    protocol, port = chk.protocol, chk.port
+    if "protocol" not in chk.model_fields_set:
+        tcp_ports = [s.port for s in specs if isinstance(s, TcpSpec)]
+        if tcp_ports:
+            protocol, port = "tcp", tcp_ports[0]
+    return ProbeTask(id=f"{endpoint}/trace", kind="trace", target=endpoint, port=port,
+                     params={"protocol": protocol, "max_hops": chk.max_hops},
+                     **{**common, "attempts": 1})
+
+
+def components_probed(tasks: list[ProbeTask], topology: Topology) -> set[str]:
+    return {t.target for t in tasks if t.target in topology.components}
+
+
+__all__ = ["PlanOptions", "build_plan", "Kind"]

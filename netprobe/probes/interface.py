@@ -1,0 +1,107 @@
+"""The one small interface every probe kind implements.
+
+A probe measures and returns a `ProbeResult`; a network failure is data,
+never an exception. The executor owns the envelope (deadline, concurrency,
+turning an unexpected exception into an `internal` result), so a probe only
+measures. A probe that needs a privilege says so in `preflight`, before any
+packet is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from netprobe.evidence import ProbeResult
+
+
+@dataclass(frozen=True)
+class ProbeTask:
+    """One probe to send: what, to where, how hard.
+
+    `target` is the component this probe tests (a device, a line's far end, an
+    endpoint, a service); `params` holds kind-specific settings (DNS query and
+    expectation, trace protocol).
+    """
+
+    id: str
+    kind: str
+    target: str
+    address: str | None  # None until a `host` is resolved
+    host: str | None = None
+    port: int | None = None
+    attempts: int = 3
+    timeout_s: float = 1.0
+    interval_s: float = 0.2  # between attempts of one probe
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class RateLimiter:
+    """Token bucket over packets per second, shared by every probe in a run.
+
+    `rate_pps <= 0` means unlimited. A burst of up to one tenth of a second's
+    worth of packets may go at once, so a small plan never waits.
+    """
+
+    def __init__(self, rate_pps: float) -> None:
+        self.rate_pps = rate_pps
+        self._burst = max(1.0, rate_pps / 10) if rate_pps > 0 else 0.0
+        self._tokens = self._burst
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self, packets: int = 1) -> None:
+        if self.rate_pps <= 0:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self._burst, self._tokens + (now - self._last) * self.rate_pps)
+                self._last = now
+                if self._tokens >= packets:
+                    self._tokens -= packets
+                    return
+                await asyncio.sleep((packets - self._tokens) / self.rate_pps)
+
+
+class ProbeContext:
+    """Resources shared by the probes of one run.
+
+    Probe modules keep their shared state (the one ICMP socket, say) in
+    `resources` under their own kind, and register a closer so the executor
+    releases everything at the end of the run.
+    """
+
+    def __init__(self, rate: RateLimiter | None = None) -> None:
+        self.rate = rate or RateLimiter(0)
+        self.resources: dict[str, Any] = {}
+        self._closers: list[Any] = []
+
+    def on_close(self, closer: Any) -> None:
+        """Register a sync or async callable to run when the run ends."""
+        self._closers.append(closer)
+
+    async def aclose(self) -> None:
+        for closer in reversed(self._closers):
+            out = closer()
+            if asyncio.iscoroutine(out):
+                await out
+        self._closers.clear()
+        self.resources.clear()
+
+
+class Probe(Protocol):
+    kind: str
+
+    def preflight(self, tasks: list[ProbeTask]) -> str | None:
+        """Why these tasks cannot be measured here (a missing privilege), or None.
+
+        Called once per kind before any packet is sent; a message names the fix.
+        """
+        ...
+
+    async def run(self, task: ProbeTask, ctx: ProbeContext) -> ProbeResult:
+        """Measure and return; never raise for a network outcome."""
+        ...

@@ -1,0 +1,83 @@
+"""The `Report` value (schema netprobe.report/1) that every format renders.
+
+The JSON form is a public contract: fields may be added, never renamed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from netprobe import __version__
+from netprobe.diagnosis.model import (
+    ComponentState,
+    Diagnosis,
+    Finding,
+    GroupVerdict,
+    Severity,
+    Status,
+)
+from netprobe.evidence import Evidence
+
+SCHEMA = "netprobe.report/1"
+
+
+@dataclass(frozen=True)
+class Report:
+    vantage: str
+    config: str  # the config file the run used
+    evidence: Evidence
+    diagnosis: Diagnosis
+    status: Status
+    fail_on: Severity = Severity.WARNING
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return self.status.exit_code
+
+    @property
+    def started_at_iso(self) -> str:
+        return datetime.fromtimestamp(self.evidence.started_at, UTC).isoformat(timespec="milliseconds")
+
+    @property
+    def components(self) -> tuple[ComponentState, ...]:
+        return self.diagnosis.components
+
+    @property
+    def groups(self) -> tuple[GroupVerdict, ...]:
+        return self.diagnosis.groups
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return self.diagnosis.findings
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "version": __version__,
+            "vantage": self.vantage,
+            "config": self.config,
+            "started_at": self.started_at_iso,
+            "duration_s": round(self.evidence.duration_s, 3),
+            "interrupted": self.evidence.interrupted,
+            "status": str(self.status),
+            "exit_code": self.exit_code,
+            "fail_on": str(self.fail_on),
+            "components": [c.to_json() for c in self.diagnosis.components],
+            "groups": [g.to_json() for g in self.diagnosis.groups],
+            "findings": [f.to_json() for f in self.diagnosis.findings],
+            "explanations": [list(e) for e in self.diagnosis.explanations],
+            "probes": [r.to_json() for r in self.evidence.results],
+            **self.extra,
+        }
+
+
+def build_report(vantage: str, config: str, evidence: Evidence, diagnosis: Diagnosis,
+                 fail_on: Severity = Severity.WARNING, **extra: Any) -> Report:
+    status = diagnosis.status(fail_on)
+    if evidence.interrupted and status.rank < Status.UNKNOWN.rank:
+        status = Status.UNKNOWN  # an interrupted run cannot vouch for what it did not measure
+    return Report(vantage=vantage, config=config, evidence=evidence, diagnosis=diagnosis,
+                  status=status, fail_on=fail_on, extra=dict(extra))
