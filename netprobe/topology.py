@@ -130,3 +130,21 @@ def build_topology(config: Config, source: str = "<built-in>") -> Topology:
 
 def wants_trace(spec_list: list[ProbeSpec]) -> bool:
     return any(isinstance(s, TraceSpec) for s in spec_list)
+
+
+def topology_from_report(report: dict[str, Any], source: str) -> Topology:
+    """The topology embedded in a saved JSON report, for offline re-diagnosis."""
+    from pydantic import ValidationError
+
+    from netprobe.errors import NetprobeError
+
+    embedded = report.get("topology")
+    if not isinstance(embedded, dict):
+        raise NetprobeError(f"{source}: the report has no embedded topology; pass the config "
+                            "it was made with: --config CONFIG")
+    try:
+        config = Config.model_validate(embedded)
+    except ValidationError as exc:
+        raise NetprobeError(f"{source}: the embedded topology is damaged ({exc.error_count()} "
+                            "problems); pass the config with --config CONFIG") from None
+    return build_topology(config, source=source)

@@ -1,0 +1,358 @@
+"""The command line: thin. Exit codes and error display live here only.
+
+Exit codes follow the monitoring-plugin convention: 0 OK, 1 WARNING,
+2 CRITICAL, 3 UNKNOWN (bad input, missing privilege, internal error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from netprobe.errors import NetprobeError
+
+EXIT_UNKNOWN = 3
+_state = {"command_ran": False}  # tells a usage error (exit 2 from the parser) from CRITICAL
+
+app = typer.Typer(
+    name="netprobe",
+    help="Network-path health prober: what is broken (our device, the carrier's line, the far "
+    "end or the service), whether failover happened, and whether the redundancy is real.\n\n"
+    "Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad input, missing privilege).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(func: F) -> F:
+    """Turn the project's own errors into a message and exit 3; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from netprobe.ui import stderr_console
+
+        _state["command_ran"] = True
+        try:
+            return func(*args, **kwargs)
+        except NetprobeError as exc:
+            stderr_console().print(f"netprobe: {exc}", markup=False)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except KeyboardInterrupt:
+            stderr_console().print("netprobe: interrupted", markup=False)
+            raise typer.Exit(EXIT_UNKNOWN) from None
+        except Exception as exc:
+            if os.environ.get("NETPROBE_DEBUG"):
+                raise
+            stderr_console().print(
+                f"netprobe: internal error: {exc!r}. This is a bug in netprobe; run again with "
+                "NETPROBE_DEBUG=1 for a traceback and report it.", markup=False)
+            raise typer.Exit(EXIT_UNKNOWN) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- shared options, declared once -------------------------------------------
+ConfigArg = Annotated[Path, typer.Argument(help="The site's YAML config.", metavar="CONFIG", show_default=False)]
+FormatOpt = Annotated[str, typer.Option(
+    "--format", "-f", help="What to print on stdout: table, json, prom, junit, nagios, md.")]
+OutputOpt = Annotated[list[Path] | None, typer.Option(
+    "--output", "-o", help="Also write a report file; the format follows the extension "
+    "(.json .prom .xml .md .txt). Repeat for several. Written atomically.", show_default=False)]
+FailOnOpt = Annotated[str, typer.Option(
+    "--fail-on", help="Lowest severity that makes the exit code non-zero: warning or critical "
+    "(CI: critical lets warnings pass).")]
+NetnsOpt = Annotated[str | None, typer.Option(
+    "--netns", help="Run inside this network namespace (root), e.g. nplab-office for the lab.",
+    show_default=False)]
+TimeoutOpt = Annotated[str | None, typer.Option(
+    "--timeout", help="Per-attempt timeout, overriding the config (e.g. 500ms).", show_default=False)]
+AttemptsOpt = Annotated[int | None, typer.Option(
+    "--attempts", min=1, max=100, help="Attempts per probe, overriding the config.",
+    show_default=False)]
+ConcurrencyOpt = Annotated[int, typer.Option(
+    "--concurrency", min=1, max=100_000, help="Probes in flight at once.")]
+RateOpt = Annotated[float, typer.Option(
+    "--rate", help="Packet-rate limit per second for the whole run; 0 for no limit.")]
+NoTraceOpt = Annotated[bool, typer.Option(
+    "--no-trace", help="Do not trace paths (the active line of each group stays unknown).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show every probe in the table.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stdout.")]
+
+
+def _enter_netns(name: str | None) -> None:
+    if name:
+        from netprobe.lab.netns import enter_netns
+
+        enter_netns(name)
+
+
+def _parse_seconds(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    from netprobe.config import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise NetprobeError(f"{option} {value}: {exc}") from None
+
+
+def _parse_window(value: str) -> float:
+    """'90m', '24h', '7d', '2w' -> seconds."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
+    if not m:
+        raise NetprobeError(f"--since {value}: use a number and a unit, e.g. 90m, 24h, 7d, 2w")
+    unit_s = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    return float(m.group(1)) * unit_s
+
+
+def _fail_on(value: str):
+    from netprobe.diagnosis.model import Severity
+
+    if value not in ("warning", "critical"):
+        raise NetprobeError(f"--fail-on {value}: use warning or critical")
+    return Severity(value)
+
+
+def _check_outputs(fmt: str, outputs: list[Path]) -> None:
+    """Refuse a bad format or output path before any packet is sent."""
+    from netprobe.report import Format, format_for_path
+
+    try:
+        Format(fmt)
+    except ValueError:
+        raise NetprobeError(
+            f"--format {fmt}: unknown format; use one of {', '.join(f.value for f in Format)}"
+        ) from None
+    for path in outputs:
+        format_for_path(path)
+        parent = path.resolve().parent
+        if not parent.is_dir():
+            raise NetprobeError(f"-o {path}: directory {parent} does not exist; create it first")
+        if not os.access(parent, os.W_OK):
+            raise NetprobeError(f"-o {path}: directory {parent} is not writable")
+
+
+def _emit(report: Any, fmt: str, outputs: list[Path], quiet: bool, verbose: bool,
+          history: Path | None) -> None:
+    from netprobe.report import Format, print_table, render, write_outputs
+    from netprobe.ui import stdout_console
+
+    if outputs:
+        write_outputs(report, outputs)
+    if history:
+        from netprobe.history import record_run
+
+        record_run(history, report)
+    if quiet:
+        return
+    if Format(fmt) == Format.TABLE:
+        print_table(report, stdout_console(), verbose=verbose)
+    else:
+        text = render(report, Format(fmt))
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command()
+@handles_errors
+def check(
+    config: ConfigArg,
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+    fail_on: FailOnOpt = "warning",
+    timeout: TimeoutOpt = None,
+    attempts: AttemptsOpt = None,
+    concurrency: ConcurrencyOpt = 1000,
+    rate: RateOpt = 2000.0,
+    deadline: Annotated[str | None, typer.Option(
+        "--deadline", help="Bound on the whole run (e.g. 30s); probes not done by then are "
+        "reported as not measured.", show_default=False)] = None,
+    no_trace: NoTraceOpt = False,
+    netns: NetnsOpt = None,
+    history: Annotated[Path | None, typer.Option(
+        "--history", help="Append this run to a SQLite history database.",
+        show_default=False)] = None,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Probe once, diagnose, report: the main job."""
+    from netprobe.config import load_topology
+    from netprobe.diagnosis import diagnose
+    from netprobe.executor import RunOptions, run
+    from netprobe.plan import PlanOptions, build_plan
+    from netprobe.report.model import build_report
+    from netprobe.ui import RichProgress, stderr_console
+
+    outputs = list(output or [])
+    severity = _fail_on(fail_on)
+    _check_outputs(fmt, outputs)
+    timeout_s = _parse_seconds(timeout, "--timeout")
+    deadline_s = _parse_seconds(deadline, "--deadline")
+    _enter_netns(netns)
+    topology = load_topology(str(config))
+    tasks = build_plan(topology, PlanOptions(traces=not no_trace, attempts=attempts,
+                                             timeout_s=timeout_s))
+    err = stderr_console()
+
+    def on_interrupt() -> None:
+        err.print("netprobe: interrupted; reporting what was measured", markup=False)
+
+    evidence = run(tasks, RunOptions(concurrency=concurrency, rate_pps=rate, deadline_s=deadline_s),
+                   progress=None if quiet else RichProgress(err), on_interrupt=on_interrupt)
+    diagnosis = diagnose(topology, evidence)
+    report = build_report(topology.vantage, str(config), evidence, diagnosis, severity,
+                          topology=topology.to_json())
+    _emit(report, fmt, outputs, quiet, verbose, history)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@handles_errors
+def validate(
+    config: ConfigArg,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Load and check the config, and audit its redundancy (shared carriers, routers, sites).
+
+    Exit 0 when the config is valid and the audit found nothing above info; 1 or 2 for
+    audit warnings or critical findings; 3 when the config is invalid.
+    """
+    from netprobe.config import load_topology
+    from netprobe.diagnosis.audit import audit
+    from netprobe.diagnosis.model import Diagnosis
+    from netprobe.plan import build_plan
+    from netprobe.ui import stdout_console
+
+    topology = load_topology(str(config))
+    findings = audit(topology)
+    tasks = build_plan(topology)
+    status = Diagnosis(components=(), groups=(), findings=tuple(findings)).status()
+    cfg = topology.config
+    counts = {"devices": len(cfg.devices), "lines": len(cfg.lines), "groups": len(topology.groups),
+              "endpoints": len(cfg.endpoints), "probes": len(tasks)}
+    if fmt == "json":
+        print(json.dumps({"config": str(config), "valid": True, "counts": counts,
+                          "status": str(status), "findings": [f.to_json() for f in findings]},
+                         indent=2))
+    elif fmt == "table":
+        con = stdout_console()
+        con.print(f"{config}: valid — " + ", ".join(f"{n} {k}" for k, n in counts.items()),
+                  markup=False)
+        if not findings:
+            con.print("audit: no shared risk found", markup=False)
+        for f in findings:
+            con.print(f"  {f.severity.value:8} {f.kind.value:24} {f.summary}", markup=False)
+    else:
+        raise NetprobeError(f"--format {fmt}: use table or json")
+    raise typer.Exit(status.exit_code)
+
+
+@app.command()
+@handles_errors
+def schema() -> None:
+    """Print the JSON Schema of the config, for editor completion."""
+    from netprobe.config import config_json_schema
+
+    print(json.dumps(config_json_schema(), indent=2))
+
+
+@app.command()
+@handles_errors
+def diagnose(
+    run_json: Annotated[Path, typer.Argument(
+        help="A JSON report saved by `netprobe check -o run.json`.", show_default=False)],
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Use this config instead of the one embedded in the report.",
+        show_default=False)] = None,
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+    fail_on: FailOnOpt = "warning",
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Diagnose saved evidence again, offline (no packet is sent)."""
+    from netprobe.config import load_topology
+    from netprobe.diagnosis import diagnose as run_diagnosis
+    from netprobe.evidence import Evidence
+    from netprobe.report.model import build_report
+    from netprobe.topology import topology_from_report
+
+    outputs = list(output or [])
+    severity = _fail_on(fail_on)
+    _check_outputs(fmt, outputs)
+    try:
+        data = json.loads(run_json.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise NetprobeError(f"{run_json}: cannot read: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NetprobeError(f"{run_json}: not a JSON report: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != "netprobe.report/1":
+        raise NetprobeError(f"{run_json}: not a netprobe report (schema netprobe.report/1); "
+                            "save one with `netprobe check CONFIG -o run.json`")
+    topology = load_topology(str(config)) if config else topology_from_report(data, str(run_json))
+    try:
+        evidence = Evidence.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NetprobeError(f"{run_json}: probes section is damaged: {exc!r}") from None
+    diagnosis = run_diagnosis(topology, evidence)
+    report = build_report(topology.vantage, data.get("config", str(run_json)), evidence, diagnosis,
+                          severity, topology=topology.to_json(), rediagnosed_from=str(run_json))
+    _emit(report, fmt, outputs, quiet, verbose, None)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@handles_errors
+def history(
+    db: Annotated[Path, typer.Argument(help="SQLite database written by `check --history`.",
+                                       show_default=False)],
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only runs in this window, e.g. 24h or 7d.", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or md.")] = "table",
+) -> None:
+    """Availability, incidents, time to recover and failovers from stored runs."""
+    from netprobe.history import render_history, summarize
+
+    if not db.exists():
+        raise NetprobeError(f"{db}: no such history database; create one with "
+                            f"`netprobe check CONFIG --history {db}`")
+    since_s = _parse_window(since) if since else None
+    summary = summarize(db, since_s=since_s)
+    text = render_history(summary, fmt)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _mount_subcommands() -> None:
+    from netprobe.lab.cli import app as lab_app
+
+    app.add_typer(lab_app, name="lab", help="A network-namespace lab of a city hall, to rehearse "
+                  "failures and failover drills (root).")
+
+
+def main() -> None:
+    """Entry point. Usage errors exit 3 (UNKNOWN), not click's 2, which here means CRITICAL."""
+    with contextlib.suppress(ImportError):
+        _mount_subcommands()
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_UNKNOWN)
+        if not _state["command_ran"] and code not in (0, None):
+            code = 0 if len(sys.argv) <= 1 else EXIT_UNKNOWN  # bare `netprobe` shows help
+        sys.exit(code)

@@ -1,0 +1,235 @@
+"""The envelope around the probes: concurrency, packet rate, deadlines, errors.
+
+Probes only measure. Here we decide what can be measured at all (privilege
+preflight, host-name resolution), bound how much runs at once, enforce the
+run's deadline, and turn an unexpected exception into an `internal` result so
+one bug never costs the whole run. Progress goes through a callback object, so
+this module never imports rich.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import resource
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from netprobe.evidence import Evidence, ProbeError, ProbeResult, not_measured
+from netprobe.probes import ProbeContext, ProbeTask, RateLimiter, get_probe
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    concurrency: int = 1000  # probes in flight at once (TCP/DNS hold a socket each)
+    rate_pps: float = 2000.0  # packets per second over the whole run; <= 0: unlimited
+    deadline_s: float | None = None  # the whole run; None: derived from the plan
+    resolve_timeout_s: float = 2.0
+
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+    def advance(self, result: ProbeResult) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NullProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, result: ProbeResult) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def task_budget_s(task: ProbeTask) -> float:
+    """The longest a well-behaved probe of this task may take, plus slack."""
+    return task.attempts * task.interval_s + task.timeout_s * (2 if task.kind == "trace" else 1) + 1.0
+
+
+def default_deadline_s(tasks: list[ProbeTask], options: RunOptions) -> float:
+    """Budget for a run: the slowest probe, plus the time the rate limit needs."""
+    if not tasks:
+        return 1.0
+    slowest = max(task_budget_s(t) for t in tasks)
+    packets = sum(t.attempts for t in tasks)
+    pacing = packets / options.rate_pps if options.rate_pps > 0 else 0.0
+    waves = len(tasks) / max(1, options.concurrency)
+    return slowest * max(1.0, waves) + pacing + 2.0
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Lift the soft open-file limit towards the hard one; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+    return soft
+
+
+def _preflight(tasks: list[ProbeTask]) -> dict[str, str]:
+    """kind -> why it cannot be measured here (only kinds that cannot)."""
+    by_kind: dict[str, list[ProbeTask]] = {}
+    for t in tasks:
+        by_kind.setdefault(t.kind, []).append(t)
+    refused = {}
+    for kind, kind_tasks in by_kind.items():
+        message = get_probe(kind).preflight(kind_tasks)
+        if message:
+            refused[kind] = message
+    return refused
+
+
+async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float) -> dict[str, str | Exception]:
+    loop = asyncio.get_running_loop()
+    hosts = sorted({t.host for t in tasks if t.host and not t.address})
+
+    async def one(host: str) -> str | Exception:
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout_s)
+        except (OSError, TimeoutError) as exc:
+            return exc
+        # Prefer IPv4 when both exist: it is what most of these networks still run.
+        infos.sort(key=lambda i: 0 if i[0] == socket.AF_INET else 1)
+        return str(infos[0][4][0])
+
+    answers = await asyncio.gather(*(one(h) for h in hosts))
+    return dict(zip(hosts, answers, strict=True))
+
+
+async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
+                   progress: Progress | None = None,
+                   stop: asyncio.Event | None = None) -> Evidence:
+    """Run every task; always return evidence for every task, in plan order.
+
+    `stop` (set by a Ctrl-C handler) ends the run early: what was measured is
+    kept and the rest is marked skipped, and the evidence says `interrupted`.
+    """
+    opts = options or RunOptions()
+    progress = progress or NullProgress()
+    started_at = time.time()
+    t0 = time.monotonic()
+    results: dict[str, ProbeResult] = {}
+
+    def settle(result: ProbeResult) -> None:
+        results[result.id] = result
+        progress.advance(result)
+
+    progress.start(len(tasks))
+    refused = _preflight(tasks)
+    resolved = await _resolve_hosts(tasks, opts.resolve_timeout_s)
+
+    runnable: list[ProbeTask] = []
+    for t in tasks:
+        if t.kind in refused:
+            settle(not_measured(t.id, t.kind, t.target, t.address, ProbeError.PERMISSION,
+                                refused[t.kind]))
+            continue
+        if t.host and not t.address:
+            answer = resolved[t.host]
+            if isinstance(answer, Exception):
+                why = getattr(answer, "strerror", None) or str(answer) or "timed out"
+                settle(not_measured(
+                    t.id, t.kind, t.target, None, ProbeError.RESOLVE,
+                    f"host name {t.host!r} did not resolve ({why}); check the name in the "
+                    f"config or this machine's resolver, or give `address:` instead"))
+                continue
+            t = dataclasses.replace(t, address=answer)
+        runnable.append(t)
+
+    raise_fd_limit(min(opts.concurrency, len(runnable)) + 256)
+    ctx = ProbeContext(RateLimiter(opts.rate_pps))
+    semaphore = asyncio.Semaphore(max(1, opts.concurrency))
+    deadline_s = opts.deadline_s or default_deadline_s(runnable, opts)
+
+    async def guarded(t: ProbeTask) -> None:
+        async with semaphore:
+            probe = get_probe(t.kind)
+            started = time.time()
+            try:
+                result = await asyncio.wait_for(probe.run(t, ctx), task_budget_s(t) + 2.0)
+            except TimeoutError:
+                result = ProbeResult(
+                    id=t.id, kind=t.kind, target=t.target, address=t.address, sent=t.attempts,
+                    error=ProbeError.TIMEOUT, message="probe exceeded its time budget",
+                    started_at=started, duration_s=time.time() - started)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must cost one result, not the run
+                result = not_measured(t.id, t.kind, t.target, t.address, ProbeError.INTERNAL,
+                                      f"internal error in the {t.kind} probe: {exc!r}")
+            settle(result)
+
+    interrupted = False
+    pending = [asyncio.ensure_future(guarded(t)) for t in runnable]
+    waiters = list(pending)
+    stop_wait = asyncio.ensure_future(stop.wait()) if stop else None
+    if stop_wait:
+        waiters.append(stop_wait)
+    try:
+        remaining = set(pending)
+        end = t0 + deadline_s
+        while remaining:
+            timeout = end - time.monotonic()
+            if timeout <= 0:
+                break
+            done, _ = await asyncio.wait(
+                remaining | ({stop_wait} if stop_wait else set()),
+                timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            remaining -= done
+            if stop_wait and stop_wait in done:
+                interrupted = True
+                break
+    finally:
+        for fut in pending:
+            fut.cancel()
+        if stop_wait:
+            stop_wait.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if stop_wait:
+            await asyncio.gather(stop_wait, return_exceptions=True)
+        await ctx.aclose()
+
+    why_skipped = "run interrupted before this probe finished" if interrupted else \
+        f"run deadline of {deadline_s:.1f} s reached before this probe finished"
+    for t in runnable:
+        if t.id not in results:
+            settle(not_measured(t.id, t.kind, t.target, t.address, ProbeError.SKIPPED, why_skipped))
+    progress.finish()
+    return Evidence(results=tuple(results[t.id] for t in tasks), started_at=started_at,
+                    duration_s=time.monotonic() - t0, interrupted=interrupted)
+
+
+def run(tasks: list[ProbeTask], options: RunOptions | None = None,
+        progress: Progress | None = None,
+        on_interrupt: Callable[[], None] | None = None) -> Evidence:
+    """The one `asyncio.run`: Ctrl-C stops the run and keeps what was measured."""
+
+    async def main() -> Evidence:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def interrupted() -> None:
+            stop.set()
+            if on_interrupt:
+                on_interrupt()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, interrupted)
+        try:
+            return await run_plan(tasks, options, progress, stop)
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
+
+    return asyncio.run(main())
