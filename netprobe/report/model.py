@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from netprobe import __version__
+from netprobe.config import Thresholds
 from netprobe.diagnosis.model import (
     ComponentState,
     Diagnosis,
@@ -32,6 +33,9 @@ class Report:
     status: Status
     fail_on: Severity = Severity.WARNING
     extra: dict[str, Any] = field(default_factory=dict)
+    # The config's loss/RTT thresholds, for formats that print them beside the
+    # measurements (Nagios perfdata warn;crit). Defaults to the config defaults.
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
     def exit_code(self) -> int:
@@ -75,9 +79,11 @@ class Report:
 
 
 def build_report(vantage: str, config: str, evidence: Evidence, diagnosis: Diagnosis,
-                 fail_on: Severity = Severity.WARNING, **extra: Any) -> Report:
+                 fail_on: Severity = Severity.WARNING, thresholds: Thresholds | None = None,
+                 **extra: Any) -> Report:
     status = diagnosis.status(fail_on)
     if evidence.interrupted and status.rank < Status.UNKNOWN.rank:
         status = Status.UNKNOWN  # an interrupted run cannot vouch for what it did not measure
     return Report(vantage=vantage, config=config, evidence=evidence, diagnosis=diagnosis,
-                  status=status, fail_on=fail_on, extra=dict(extra))
+                  status=status, fail_on=fail_on, extra=dict(extra),
+                  thresholds=thresholds if thresholds is not None else Thresholds())
