@@ -1,0 +1,136 @@
+"""The executor's envelope: preflight, deadline, errors, interruption, order.
+
+The probes here are small in-test probe kinds that misbehave on purpose (raise,
+hang, refuse a privilege): the envelope's job is to contain exactly that. They
+send no packets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from netprobe.evidence import Outcome, ProbeError, ProbeResult
+from netprobe.executor import RunOptions, default_deadline_s, raise_fd_limit, run_plan
+from netprobe.probes import PROBE_MODULES, ProbeTask, RateLimiter
+
+
+class _BehaviourProbe:
+    """Behaves as `task.params["do"]` says: ok, raise, hang."""
+
+    kind = "behaviour"
+    refuse: str | None = None
+
+    def preflight(self, tasks):
+        return self.refuse
+
+    async def run(self, task, ctx):
+        action = task.params.get("do", "ok")
+        if action == "raise":
+            raise RuntimeError("probe bug")
+        if action == "hang":
+            await asyncio.sleep(3600)
+        await asyncio.sleep(task.params.get("sleep_s", 0))
+        return ProbeResult(id=task.id, kind=task.kind, target=task.target, address=task.address,
+                           sent=1, rtts_ms=(1.0,))
+
+
+PROBE = _BehaviourProbe()
+
+
+@pytest.fixture(autouse=True)
+def behaviour_kind(monkeypatch):
+    monkeypatch.setitem(PROBE_MODULES, "behaviour", __name__)
+    PROBE.refuse = None
+    yield
+
+
+def task(name: str, **params) -> ProbeTask:
+    return ProbeTask(id=f"{name}/b", kind="behaviour", target=name, address="127.0.0.1",
+                     attempts=1, timeout_s=0.2, interval_s=0.0, params=params)
+
+
+def test_results_come_back_in_plan_order_even_when_finishing_out_of_order():
+    tasks = [task("a", sleep_s=0.2), task("b", sleep_s=0.0), task("c", sleep_s=0.1)]
+    ev = asyncio.run(run_plan(tasks))
+    assert [r.id for r in ev.results] == ["a/b", "b/b", "c/b"]
+    assert all(r.outcome == Outcome.OK for r in ev.results)
+    assert not ev.interrupted
+
+
+def test_an_exception_costs_one_result_not_the_run():
+    ev = asyncio.run(run_plan([task("a"), task("bad", do="raise"), task("c")]))
+    by_id = ev.by_id()
+    assert by_id["bad/b"].error == ProbeError.INTERNAL
+    assert by_id["bad/b"].outcome == Outcome.NOT_MEASURED
+    assert "probe bug" in by_id["bad/b"].message
+    assert by_id["a/b"].outcome == by_id["c/b"].outcome == Outcome.OK
+
+
+def test_deadline_marks_unfinished_probes_skipped_not_down():
+    t0 = time.monotonic()
+    ev = asyncio.run(run_plan([task("fast"), task("stuck", do="hang")],
+                              RunOptions(deadline_s=0.5)))
+    assert time.monotonic() - t0 < 5
+    stuck = ev.by_id()["stuck/b"]
+    assert stuck.error == ProbeError.SKIPPED
+    assert stuck.outcome == Outcome.NOT_MEASURED
+    assert "deadline" in stuck.message
+    assert ev.by_id()["fast/b"].outcome == Outcome.OK
+
+
+def test_stop_event_keeps_what_was_measured_and_marks_interrupted():
+    async def main():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.3, stop.set)
+        return await run_plan([task("done"), task("stuck", do="hang")], stop=stop)
+
+    ev = asyncio.run(main())
+    assert ev.interrupted
+    assert ev.by_id()["done/b"].outcome == Outcome.OK
+    assert ev.by_id()["stuck/b"].error == ProbeError.SKIPPED
+    assert "interrupted" in ev.by_id()["stuck/b"].message
+
+
+def test_preflight_refusal_is_not_measured_with_the_fix_named():
+    PROBE.refuse = "needs CAP_NET_RAW: run as root"
+    ev = asyncio.run(run_plan([task("a"), task("b")]))
+    for r in ev.results:
+        assert r.error == ProbeError.PERMISSION
+        assert r.outcome == Outcome.NOT_MEASURED
+        assert r.sent == 0
+        assert "CAP_NET_RAW" in r.message
+
+
+def test_concurrency_bound_is_respected():
+    # 6 probes of 0.2 s with 2 in flight take at least 3 waves.
+    tasks = [task(f"t{i}", sleep_s=0.2) for i in range(6)]
+    t0 = time.monotonic()
+    asyncio.run(run_plan(tasks, RunOptions(concurrency=2)))
+    assert time.monotonic() - t0 >= 0.55
+
+
+def test_rate_limiter_paces_packets():
+    async def main():
+        limiter = RateLimiter(50)  # burst of 5, then 50 per second
+        t0 = time.monotonic()
+        for _ in range(30):
+            await limiter.take()
+        return time.monotonic() - t0
+
+    assert asyncio.run(main()) >= 0.4  # 25 packets past the burst at 50/s
+
+
+def test_default_deadline_covers_the_slowest_probe():
+    slow = ProbeTask(id="x", kind="icmp", target="x", address="127.0.0.1", attempts=5,
+                     timeout_s=2.0, interval_s=0.5)
+    assert default_deadline_s([slow], RunOptions()) >= 5 * 0.5 + 2.0
+
+
+def test_fd_limit_can_be_raised_towards_hard_limit():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert raise_fd_limit(soft) >= soft
