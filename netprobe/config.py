@@ -6,17 +6,36 @@ every problem with file, line, column, field path and a hint.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
 import re
+import typing
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """A value as it goes into a one-line message: repr, newlines escaped, cut."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
 def parse_duration(value: Any) -> float:
@@ -28,9 +47,9 @@ def parse_duration(value: Any) -> float:
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
     else:
-        raise ValueError(f"expected a duration like 1s or 150ms, got {value!r}")
+        raise ValueError(f"expected a duration like 1s or 150ms, got {_short(value)}")
     if not 0 <= seconds <= 86400:
-        raise ValueError(f"duration {value!r} is out of range (0 to 24h)")
+        raise ValueError(f"duration {_short(value)} is out of range (0 to 24h)")
     return seconds
 
 
@@ -42,29 +61,58 @@ def parse_ratio(value: Any) -> float:
         try:
             ratio = float(value.strip()[:-1]) / 100
         except ValueError:
-            raise ValueError(f"expected a percentage like 10%, got {value!r}") from None
+            raise ValueError(f"expected a percentage like 10%, got {_short(value)}") from None
     elif isinstance(value, int | float):
         ratio = float(value)
     else:
-        raise ValueError(f"expected a percentage like 10%, got {value!r}")
+        raise ValueError(f"expected a percentage like 10%, got {_short(value)}")
     if not 0 <= ratio <= 1:
-        raise ValueError(f"percentage {value!r} is out of range (0% to 100%)")
+        if isinstance(value, int | float) and 1 < value <= 100:
+            raise ValueError(f"{_short(value)} is read as a fraction of 1; write {value:g}% for a percentage")
+        raise ValueError(f"percentage {_short(value)} is out of range (0% to 100%)")
     return ratio
 
 
 def parse_address(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected an IP address, got {value!r}")
+        raise ValueError(f"expected an IP address, got {_short(value)}")
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+        raise ValueError(f"{_short(value)} is not an IPv4 or IPv6 address") from None
 
 
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
-Ratio = Annotated[float, BeforeValidator(parse_ratio)]
-Address = Annotated[str, BeforeValidator(parse_address)]
-Tags = dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]]
+def _tag_values(value: Any) -> Any:
+    """Tags are text; a bare number (`floor: 3`) is read as its text."""
+    if isinstance(value, dict):
+        return {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+                for k, v in value.items()}
+    return value
+
+
+# The JSON Schema says what the YAML may hold (strings like "150ms"), not the
+# float the loader turns it into.
+_DURATION_SCHEMA = {
+    "anyOf": [{"type": "number", "minimum": 0, "maximum": 86400},
+              {"type": "string", "pattern": _DURATION.pattern}],
+    "description": "seconds, or a duration like 150ms, 1s, 2m",
+}
+_RATIO_SCHEMA = {
+    "anyOf": [{"type": "number", "minimum": 0, "maximum": 1},
+              {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}],
+    "description": "a percentage like 10%, or a fraction 0.1",
+}
+_ADDRESS_SCHEMA = {"type": "string", "description": "an IPv4 or IPv6 address",
+                   "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+_TAGS_SCHEMA = {"type": "object", "description": "free-form facts, e.g. conduit: river-bridge",
+                "propertyNames": {"maxLength": 64},
+                "additionalProperties": {"type": ["string", "number"]}}
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+Ratio = Annotated[float, BeforeValidator(parse_ratio), WithJsonSchema(_RATIO_SCHEMA)]
+Address = Annotated[str, BeforeValidator(parse_address), WithJsonSchema(_ADDRESS_SCHEMA)]
+Tags = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]],
+                 BeforeValidator(_tag_values), WithJsonSchema(_TAGS_SCHEMA)]
 
 
 class Frozen(BaseModel):
@@ -78,7 +126,7 @@ class LossThreshold(Frozen):
     @model_validator(mode="after")
     def _ordered(self) -> LossThreshold:
         if self.warn > self.crit:
-            raise ValueError("warn must not be above crit")
+            raise ValueError(f"warn ({self.warn:.0%}) must not be above crit ({self.crit:.0%})")
         return self
 
 
@@ -89,7 +137,8 @@ class RttThreshold(Frozen):
     @model_validator(mode="after")
     def _ordered(self) -> RttThreshold:
         if self.warn > self.crit:
-            raise ValueError("warn must not be above crit")
+            raise ValueError(f"warn ({self.warn * 1000:g}ms) must not be above crit "
+                             f"({self.crit * 1000:g}ms)")
         return self
 
 
@@ -202,8 +251,19 @@ def parse_probe_spec(value: Any) -> ProbeSpec:
         if text == "trace":
             return TraceSpec()
         if m := _TCP.match(text):
-            return TcpSpec(port=int(m.group(1)))
-        raise ValueError(f"unknown probe {value!r}: use icmp, tcp/PORT, trace, or dns: {{query: ...}}")
+            port = int(m.group(1))
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} in {text!r} is out of range (1 to 65535)")
+            return TcpSpec(port=port)
+        if port_match := re.match(r"^tcp\W*(\d{1,5})$", text):
+            hint_text = f"did you mean 'tcp/{port_match.group(1)}'?"
+        elif text == "dns":
+            hint_text = "dns takes a mapping: dns: {query: NAME}"
+        elif close := difflib.get_close_matches(text, ["icmp", "trace"], n=1, cutoff=0.6):
+            hint_text = f"did you mean {close[0]!r}?"
+        else:
+            hint_text = "use icmp, tcp/PORT, trace, or dns: {query: NAME}"
+        raise ValueError(f"unknown probe {_short(value)} ({hint_text})")
     if isinstance(value, dict) and len(value) == 1:
         ((kind, body),) = value.items()
         if kind == "dns":
@@ -211,10 +271,53 @@ def parse_probe_spec(value: Any) -> ProbeSpec:
         if kind == "trace":
             return TraceSpec(check=TraceCheck.model_validate(body or {}))
         raise ValueError(f"unknown probe kind {kind!r}: use dns or trace as a mapping")
-    raise ValueError(f"a probe is icmp, tcp/PORT, trace or a one-key mapping (dns: ...), got {value!r}")
+    raise ValueError(f"a probe is icmp, tcp/PORT, trace or a one-key mapping (dns: ...), got {_short(value)}")
 
 
-Probe = Annotated[ProbeSpec, BeforeValidator(parse_probe_spec)]
+_PROBE_KINDS = ("icmp", "tcp", "dns", "trace")
+
+
+def _probe_input(value: Any) -> Any:
+    """Turn the YAML forms of a probe into what the tagged union validates.
+
+    The string forms become specs here; the mapping forms become
+    `{kind, check}` so pydantic validates the body and reports its errors
+    field by field (`...probes[1].dns.query`). `{kind: ...}` (what
+    `model_dump` writes) passes through, so a saved topology loads again.
+    """
+    if isinstance(value, str):
+        return parse_probe_spec(value)
+    if isinstance(value, dict) and "kind" not in value:
+        if len(value) != 1:
+            keys = ", ".join(repr(k) for k in value) or "none"
+            raise ValueError(f"a probe mapping has exactly one key, dns or trace (got {keys})")
+        ((kind, body),) = value.items()
+        if kind == "dns":
+            return {"kind": "dns", "check": body}
+        if kind == "trace":
+            return {"kind": "trace", "check": {} if body is None else body}
+        if kind in ("icmp", "tcp"):
+            raise ValueError(f"write {kind} probes as text: icmp, tcp/443")
+        raise ValueError(f"unknown probe kind {kind!r}: a probe mapping is dns: {{...}} or trace: {{...}}")
+    if isinstance(value, int | float | bool) or value is None:
+        raise ValueError(f"a probe is icmp, tcp/PORT, trace or dns: {{query: NAME}}, got {_short(value)}")
+    return value
+
+
+_PROBE_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\s*(icmp|trace|tcp/\d{1,5})\s*$",
+         "description": "icmp, trace, or tcp/PORT"},
+        {"type": "object", "properties": {"dns": {"$ref": "#/$defs/DnsCheck"}},
+         "required": ["dns"], "additionalProperties": False},
+        {"type": "object",
+         "properties": {"trace": {"anyOf": [{"$ref": "#/$defs/TraceCheck"}, {"type": "null"}]}},
+         "required": ["trace"], "additionalProperties": False},
+    ],
+}
+
+Probe = Annotated[ProbeSpec, Field(discriminator="kind"), BeforeValidator(_probe_input),
+                  WithJsonSchema(_PROBE_SCHEMA)]
 
 
 class Endpoint(Frozen):
@@ -230,8 +333,10 @@ class Endpoint(Frozen):
 
     @model_validator(mode="after")
     def _address_or_host(self) -> Endpoint:
-        if (self.address is None) == (self.host is None):
-            raise ValueError("give exactly one of address or host")
+        if self.address is not None and self.host is not None:
+            raise ValueError("give address or host, not both")
+        if self.address is None and self.host is None:
+            raise ValueError("give an address (an IP) or a host (a name resolved at run time)")
         return self
 
     @field_validator("probes")
@@ -255,23 +360,584 @@ class Config(Frozen):
     endpoints: dict[Name, Endpoint] = {}
 
 
-def load_config(path: str) -> Config:
+# ---------------------------------------------------------------------------
+# Loading: YAML text -> Config, with every problem at its line and column.
+# ---------------------------------------------------------------------------
+
+# A config of a few hundred endpoints is tens of kilobytes; the cap keeps a
+# wrong file (a log, /dev/zero) from being read and parsed for minutes.
+MAX_CONFIG_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Problem:
+    mark: Any  # netprobe.yamlpos.Mark; None for file-level problems
+    path: tuple[Any, ...]
+    message: str
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem.
 
-    (Minimal version: the full loader maps each problem to its line and column.)
+    Each problem is one line, `FILE:LINE:COL: field.path: message (hint)`, or
+    `FILE: message` when the file itself cannot be read. YAML is read safely
+    (no tags beyond plain values, duplicate keys rejected, alias expansion
+    capped); the schema and the cross-references are then checked, and every
+    problem found at a stage is reported, sorted by position.
     """
-    import yaml
-
     from netprobe.errors import ConfigError
+    from netprobe.yamlpos import YamlError, parse_yaml
 
+    source = os.fspath(path)
+    text, problem = _read_text(source)
+    if problem is not None:
+        raise ConfigError(source, [f"{source}: {problem}"])
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        parsed = parse_yaml(text)
+    except YamlError as exc:
+        where = f"{exc.mark}: " if exc.mark else ""
+        raise ConfigError(source, [f"{source}:{where}{exc.message}"]) from None
+    except RecursionError:  # the builder has its own stack; this is belt and braces
+        raise ConfigError(source, [f"{source}: nested too deeply to read"]) from None
+
+    root = parsed.root
+    if root is None:
+        raise ConfigError(source, [f"{source}:1:1: the file is empty; a config starts with 'version: 1'"])
+    if root.kind != "map":
+        raise ConfigError(source, [
+            f"{source}:{root.mark}: the top level must be a mapping of settings "
+            f"(version: 1, devices: ..., endpoints: ...), got {_describe(parsed.data, root)}"])
+
+    problems = [_Problem(p.mark, p.path, p.message) for p in parsed.problems]
+    problems += _check_version(parsed.data, root)
+    problems += _check_address_or_host(parsed.data, root)
+    config: Config | None = None
+    try:
+        config = Config.model_validate(parsed.data)
+    except ValidationError as exc:
+        problems += _schema_problems(exc, root)
+    except (RecursionError, MemoryError):
+        problems.append(_Problem(root.mark, (), "the document is too large or too deep to check"))
+    if config is not None and not problems:
+        problems += _cross_check(config, root)
+    if problems:
+        raise ConfigError(source, _format_problems(source, problems, root))
+    assert config is not None
+    return config
+
+
+def load_topology(path: str | os.PathLike[str]) -> Any:
+    """`load_config` then `build_topology`: the pipeline's first stage."""
+    from netprobe.topology import build_topology
+
+    return build_topology(load_config(path), source=os.fspath(path))
+
+
+def _read_text(source: str) -> tuple[str, str | None]:
+    """The file's text, or a one-line problem (errno text, size, encoding)."""
+    try:
+        with open(source, "rb") as fh:
+            # read one byte past the cap: a pipe or a device has no size to ask
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(path, [f"{path}: cannot read: {exc.strerror}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [f"{path}: not valid YAML: {exc}"]) from None
+        return "", f"cannot read the file: {exc.strerror or exc}"
+    except ValueError as exc:  # an embedded NUL in the path
+        return "", f"cannot read the file: {exc}"
+    if len(raw) > MAX_CONFIG_BYTES:
+        return "", (f"the file is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB; "
+                    "is it really a netprobe config?")
     try:
-        return Config.model_validate(data)
-    except Exception as exc:  # pydantic.ValidationError
-        raise ConfigError(path, [str(exc)]) from None
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return "", (f"line {line}, column {column}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                    "save the file as UTF-8")
+
+
+def _check_version(data: dict[Any, Any], root: Any) -> list[_Problem]:
+    if "version" not in data:
+        return [_Problem(root.mark, (), "missing 'version: 1' (the config format version) "
+                                        "at the top of the file")]
+    value = data["version"]
+    entry = root.entries["version"]
+    if isinstance(value, int) and not isinstance(value, bool) and value == 1:
+        return []
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [_Problem(entry[1].mark, ("version",),
+                         f"version {value} is not supported: this netprobe reads version 1 configs")]
+    return [_Problem(entry[1].mark, ("version",),
+                     f"expected the number 1, got {_describe(value, entry[1])}")]
+
+
+def _check_address_or_host(data: dict[Any, Any], root: Any) -> list[_Problem]:
+    """Endpoint's address-or-host rule on the raw data.
+
+    pydantic runs a model's own check only when all its fields are valid; this
+    says it even when other fields of the endpoint are wrong too.
+    """
+    endpoints = data.get("endpoints")
+    if not isinstance(endpoints, dict):
+        return []
+    problems = []
+    for name, body in endpoints.items():
+        if not isinstance(body, dict):
+            continue
+        has_address, has_host = body.get("address") is not None, body.get("host") is not None
+        if has_address == has_host:
+            key_mark = root.entries["endpoints"][1].entries[name][0]
+            message = ("give address or host, not both" if has_address else
+                       "give an address (an IP) or a host (a name resolved at run time)")
+            problems.append(_Problem(key_mark, ("endpoints", name), message))
+    return problems
+
+
+# -- schema errors, made human ---------------------------------------------
+
+def _describe(value: Any, node: Any = None) -> str:
+    """What the user wrote, for `got ...`: their spelling where YAML changed it."""
+    if node is not None and getattr(node, "source", None) is not None and not isinstance(value, str):
+        return _short(node.source)
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        digits = len(str(abs(value)))
+        return str(value) if digits <= 20 else f"a {digits}-digit number"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return _short(value)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _type_at(loc: tuple[Any, ...]) -> Any:
+    """The model class (or type) that pydantic's `loc` points into, or None."""
+    tp: Any = Config
+    for element in loc:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(element) if isinstance(element, str) else None
+            if field is None:
+                return None
+            tp = field.annotation
+        elif origin is dict:
+            tp = typing.get_args(tp)[1]
+        elif origin is list:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            members = [_unwrap(m) for m in typing.get_args(tp)]
+            by_kind = {m.model_fields["kind"].default: m for m in members
+                       if isinstance(m, type) and issubclass(m, BaseModel) and "kind" in m.model_fields}
+            if element in by_kind:  # a tagged-union branch (the probes)
+                tp = by_kind[element]
+                continue
+            models = [m for m in members if m is not type(None)]
+            if len(models) != 1:
+                return None
+            tp = models[0]
+            field = tp.model_fields.get(element) if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+            if field is None:
+                return None
+            tp = field.annotation
+        else:
+            return None
+    return _unwrap(tp)
+
+
+def _probe_loc_candidates(loc: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """pydantic says `probes.1.dns.check.query`; the YAML says `probes[1].dns.query`."""
+    for i in range(len(loc) - 2):
+        if loc[i] == "probes" and isinstance(loc[i + 1], int) and loc[i + 2] in _PROBE_KINDS:
+            head, tag, rest = loc[: i + 2], loc[i + 2], loc[i + 3:]
+            inner = rest[1:] if rest[:1] == ("check",) else rest
+            return [(*head, tag, *inner), (*head, *rest), (*head, *inner)]
+    return [loc]
+
+
+def _locate(root: Any, loc: tuple[Any, ...]) -> tuple[int, Any, Any, tuple[Any, ...]]:
+    """Walk the YAML nodes along loc: (how many elements matched, key mark, node, yaml path)."""
+    node, key_mark, path = root, None, ()
+    for depth, element in enumerate(loc):
+        found = node.child(element)
+        if found is None:
+            return depth, key_mark, node, path
+        key_mark, node = found
+        path = (*path, element)
+    return len(loc), key_mark, node, path
+
+
+def _schema_problems(exc: ValidationError, root: Any) -> list[_Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if loc[:1] == ("version",):
+            continue  # _check_version said it better
+        kind = err["type"]
+        target = loc[:-1] if kind in ("missing", "extra_forbidden", "invalid_key") else loc
+        if target and target[-1] == "[key]":
+            target = target[:-1]
+        candidates = [(_locate(root, c), len(c)) for c in _probe_loc_candidates(target)]
+        whole = [r for r, n in candidates if r[0] == n]
+        matched, key_mark, node, path = whole[0] if whole else max(candidates, key=lambda r: r[0][0])[0]
+        complete = bool(whole)
+        if kind == "extra_forbidden" or kind == "invalid_key":
+            found = node.child(loc[-1]) if complete else None
+            mark = found[0] if found and found[0] else node.mark
+            path = (*path, loc[-1])
+        elif loc and loc[-1] == "[key]":
+            mark = key_mark or node.mark
+        elif kind == "missing":
+            mark = node.mark
+            path = (*path, loc[-1])
+        elif node.kind == "map" and key_mark is not None and kind in ("value_error", "assertion_error"):
+            mark = key_mark  # a check of the whole entry: point at its name
+        else:
+            mark = node.mark
+        problems.append(_Problem(mark, path, _humanize(err, loc, node if complete else None)))
+    return problems
+
+
+def _did_you_mean(word: Any, choices: Any) -> str:
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _quote_hint(value: Any, node: Any) -> str:
+    source = getattr(node, "source", None)
+    if source is not None and not isinstance(value, str):
+        kind = "a boolean" if isinstance(value, bool) else "nothing" if value is None else "a number"
+        return f" (YAML reads {source} as {kind}; put it in quotes: '{source}')"
+    return ""
+
+
+def _humanize(err: Any, loc: tuple[Any, ...], node: Any) -> str:
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    got = _describe(value, node)
+    if kind == "missing":
+        return f"missing required key {loc[-1]!r}"
+    if kind == "extra_forbidden":
+        model = _type_at(loc[:-1])
+        fields = list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+        fields = [f for f in fields if f != "kind"]
+        hint = _did_you_mean(loc[-1], fields)
+        if not hint and fields:
+            hint = f" (expected one of: {', '.join(fields)})"
+        return f"unknown key {_short(loc[-1])}{hint}"
+    if kind == "invalid_key":
+        return f"keys must be text, got {_describe(loc[-1])}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected a whole number, got {got}"
+    if kind in ("float_type", "float_parsing", "finite_number"):
+        return f"expected a number, got {got}"
+    if kind in ("string_type", "string_sub_type"):
+        return f"expected text, got {got}{_quote_hint(value, node)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {got}"
+    if kind in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
+        return f"expected a mapping (key: value), got {got}"
+    if kind in ("list_type", "tuple_type", "iterable_type"):
+        return f"expected a list, got {got} (write [a, b] or one '- item' per line)"
+    if kind == "string_pattern_mismatch":
+        if ctx.get("pattern") == NAME_PATTERN:
+            return (f"{got} is not a valid name: use letters, digits, '.', '_' and '-', "
+                    "starting with a letter or digit")
+        return f"{got} does not match the pattern {ctx.get('pattern')}"
+    if kind == "string_too_long":
+        return f"text longer than {ctx.get('max_length')} characters"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = {"greater_than_equal": ("at least", "ge"), "greater_than": ("above", "gt"),
+                 "less_than_equal": ("at most", "le"), "less_than": ("below", "lt")}[kind]
+        return f"must be {bound[0]} {ctx.get(bound[1])}, got {got}"
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        choices = re.findall(r"'([^']*)'", expected)
+        return f"expected {expected}, got {got}{_did_you_mean(value, choices)}"
+    if kind == "union_tag_invalid":
+        return (f"unknown probe kind {_short(ctx.get('tag'))}: "
+                "use icmp, tcp/PORT, trace, or dns: {query: NAME}")
+    if kind == "union_tag_not_found":
+        return "a probe is icmp, tcp/PORT, trace, or dns: {query: NAME}"
+    message = str(err.get("msg", "invalid value"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return " ".join(message[len(prefix):].split())
+    message = " ".join(message.split())
+    return f"{message[:1].lower()}{message[1:]}, got {got}"
+
+
+# -- cross-checks: names that must exist, loops, clashes ----------------------
+
+class _Where:
+    """Positions of config paths, for the cross-checks."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+
+    def value(self, *path: Any) -> tuple[Any, tuple[Any, ...]]:
+        matched, _key, node, found = _locate(self.root, path)
+        return node.mark, (found if matched == len(path) else path)
+
+    def key(self, *path: Any) -> tuple[Any, tuple[Any, ...]]:
+        matched, key_mark, node, _found = _locate(self.root, path)
+        return (key_mark if matched == len(path) and key_mark else node.mark), path
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
+                       r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$")
+
+
+def _cross_check(cfg: Config, root: Any) -> list[_Problem]:
+    where = _Where(root)
+    out: list[_Problem] = []
+
+    def at(position: tuple[Any, tuple[Any, ...]], message: str) -> None:
+        out.append(_Problem(position[0], position[1], message))
+
+    group_users: dict[str, list[str]] = {}
+    for name, line in cfg.lines.items():
+        if line.group:
+            group_users.setdefault(line.group, []).append(name)
+    groups = set(cfg.groups) | set(group_users)
+
+    # One namespace: paths name devices, lines and groups, probe ids name endpoints.
+    owners: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    declared: list[tuple[str, str, tuple[Any, ...]]] = (
+        [(n, "device", ("devices", n)) for n in cfg.devices]
+        + [(n, "line", ("lines", n)) for n in cfg.lines]
+        + [(n, "group", ("groups", n)) for n in cfg.groups]
+        + [(ln.group, "group", ("lines", n, "group")) for n, ln in cfg.lines.items()
+           if ln.group and ln.group not in cfg.groups]
+        + [(n, "endpoint", ("endpoints", n)) for n in cfg.endpoints])
+    for name, what, path in declared:
+        if name not in owners:
+            owners[name] = (what, path)
+            continue
+        first_what, first_path = owners[name]
+        if first_what == what:  # the same group named by several lines
+            continue
+        position = where.value(*path) if path[-1] == "group" else where.key(*path)
+        first_line = where.key(*first_path)[0].line
+        at(position, f"{name!r} is already the name of a {first_what} (line {first_line}); devices, "
+                     "lines, groups and endpoints share one set of names, as paths and probe ids use them")
+
+    hops = set(cfg.devices) | set(cfg.lines) | groups
+
+    def check_path(section: str, owner: str, path_names: list[str]) -> None:
+        seen: set[str] = set()
+        for i, element in enumerate(path_names):
+            position = where.value(section, owner, "path", i)
+            if element in seen:
+                at(position, f"{element!r} appears twice in this path")
+            seen.add(element)
+            if element in hops:
+                continue
+            if element in cfg.endpoints:
+                at(position, f"{element!r} is an endpoint; a path lists the devices, lines or "
+                             "groups crossed on the way")
+            else:
+                at(position, f"no device, line or group named {element!r}"
+                             f"{_did_you_mean(element, sorted(hops))}")
+
+    def check_site(section: str, owner: str, site: str | None) -> None:
+        if site is None or site in cfg.sites:
+            return
+        hint = _did_you_mean(site, sorted(cfg.sites)) or (
+            f" (declare it under sites:, e.g. sites: {{{site}: {{kind: datacenter}}}})")
+        at(where.value(section, owner, "site"), f"no site named {site!r}{hint}")
+
+    for name, dev in cfg.devices.items():
+        check_path("devices", name, dev.path)
+        check_site("devices", name, dev.site)
+    for name, line in cfg.lines.items():
+        check_site("lines", name, line.site)
+        if line.device not in cfg.devices:
+            position = where.value("lines", name, "device")
+            if line.device in cfg.lines or line.device in cfg.endpoints:
+                what = "line" if line.device in cfg.lines else "endpoint"
+                at(position, f"{line.device!r} is a {what}, not a device; a line's device is "
+                             "the router at our end")
+            else:
+                hint = _did_you_mean(line.device, sorted(cfg.devices)) or " (declare it under devices:)"
+                at(position, f"no device named {line.device!r}{hint}")
+    for name, ep in cfg.endpoints.items():
+        check_path("endpoints", name, ep.path)
+        check_site("endpoints", name, ep.site)
+        if ep.backup is not None:
+            if ep.backup == name:
+                at(where.value("endpoints", name, "backup"), "an endpoint cannot be its own backup")
+            elif ep.backup not in cfg.endpoints:
+                at(where.value("endpoints", name, "backup"),
+                   f"no endpoint named {ep.backup!r}{_did_you_mean(ep.backup, sorted(cfg.endpoints))}")
+        if ep.host is not None:
+            host_position = where.value("endpoints", name, "host")
+            if _is_address(ep.host):
+                at(host_position, f"{ep.host!r} is an IP address: write it as address: {ep.host}")
+            elif not _HOSTNAME.match(ep.host):
+                at(host_position, f"{_short(ep.host)} is not a valid host name")
+        for i, spec in enumerate(ep.probes):
+            if isinstance(spec, DnsSpec) and spec.check.expect and spec.check.type in ("A", "AAAA"):
+                version = 4 if spec.check.type == "A" else 6
+                for j, answer in enumerate(spec.check.expect):
+                    if not _is_address(answer, version):
+                        at(where.value("endpoints", name, "probes", i, "dns", "expect", j),
+                           f"a type {spec.check.type} answer is an IPv{version} address, "
+                           f"got {_short(answer)}")
+
+    for gname in cfg.groups:
+        if gname not in group_users:
+            hint = _did_you_mean(gname, sorted(group_users)) or f" (set group: {gname} on its lines)"
+            at(where.key("groups", gname), f"group {gname!r} has no lines{hint}")
+    for gname, members in group_users.items():
+        by_priority: dict[int, str] = {}
+        for lname in members:
+            priority = cfg.lines[lname].priority
+            if priority in by_priority:
+                given = "priority" in cfg.lines[lname].model_fields_set
+                position = where.value("lines", lname, "priority") if given else where.key("lines", lname)
+                at(position, f"priority {priority} is also {by_priority[priority]}'s in group "
+                             f"{gname}; give each line of a group its own priority (1 = preferred)")
+            else:
+                by_priority[priority] = lname
+
+    out += _device_loops(cfg, where, group_users)
+    return out
+
+
+def _is_address(text: str, version: int | None = None) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return version is None or address.version == version
+
+
+def _device_loops(cfg: Config, where: _Where, group_users: dict[str, list[str]]) -> list[_Problem]:
+    """A device reached through itself: its path, or a path it crosses, leads back to it."""
+
+    def devices_of(element: str) -> list[str]:
+        if element in cfg.devices:
+            return [element]
+        if element in cfg.lines:
+            return [cfg.lines[element].device]
+        return [cfg.lines[line].device for line in group_users.get(element, [])]
+
+    # edges: device -> (device it depends on, index in its path)
+    edges: dict[str, list[tuple[str, int]]] = {
+        name: [(d, i) for i, element in enumerate(dev.path) for d in devices_of(element)
+               if d in cfg.devices]
+        for name, dev in cfg.devices.items()}
+    reported: set[str] = set()
+    problems = []
+    for start in cfg.devices:
+        if start in reported:
+            continue
+        cycle = _find_loop(start, edges, reported)
+        if cycle is None:
+            continue
+        reported.update(name for name, _ in cycle)
+        first, index = cycle[0]
+        hops = [first]
+        for position, (device, path_index) in enumerate(cycle):
+            element = cfg.devices[device].path[path_index]
+            reached = cycle[position + 1][0] if position + 1 < len(cycle) else first
+            hops += [element] if element == reached else [element, reached]
+        chain = " -> ".join(hops)
+        mark, path = where.value("devices", first, "path", index)
+        problems.append(_Problem(mark, path, f"path loop: {chain} (a device cannot be "
+                                             "reached through itself)"))
+    return problems
+
+
+def _find_loop(start: str, edges: dict[str, list[tuple[str, int]]],
+               skip: set[str]) -> list[tuple[str, int]] | None:
+    """A walk start -> ... -> start as [(device, index in its path of the next hop)], or None.
+
+    Iterative depth-first search: a long chain of devices must not reach the
+    recursion limit.
+    """
+    trail: list[list[Any]] = [[start, 0]]  # [device, next edge to try]
+    visited = {start}
+    while trail:
+        frame = trail[-1]
+        out = edges.get(frame[0], [])
+        if frame[1] >= len(out):
+            trail.pop()
+            continue
+        nxt, _ = out[frame[1]]
+        frame[1] += 1
+        if nxt == start:
+            return [(device, edges[device][taken - 1][1]) for device, taken in trail]
+        if nxt in visited or nxt in skip:
+            continue
+        visited.add(nxt)
+        trail.append([nxt, 0])
+    return None
+
+
+def _format_problems(source: str, problems: list[_Problem], root: Any) -> list[str]:
+    lines = []
+    for p in sorted(problems, key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0)):
+        field_path = _format_path(p.path, root)
+        prefix = f"{source}:{p.mark}: " if p.mark else f"{source}: "
+        lines.append(prefix + (f"{field_path}: " if field_path else "") + " ".join(p.message.split()))
+    return list(dict.fromkeys(lines))  # one problem found twice is said once
+
+
+def _format_path(path: tuple[Any, ...], root: Any) -> str:
+    """('endpoints', 'dc-app', 'path', 1) -> 'endpoints.dc-app.path[1]'."""
+    from netprobe.yamlpos import NAME_LIKE
+
+    text, node = "", root
+    for element in path:
+        found = node.child(element) if node is not None else None
+        if node is not None and node.kind == "seq" and isinstance(element, int):
+            text += f"[{element}]"
+        elif isinstance(element, str) and NAME_LIKE.match(element):
+            text += f".{element}" if text else element
+        else:
+            shown = str(element) if isinstance(element, str) else repr(element)
+            text += "[" + _short(shown, 50) + "]"
+        node = found[1] if found else None
+    return text
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema (2020-12) of the YAML config, for editors and CI linters.
+
+    It describes what may be written (durations as "150ms", percentages as
+    "10%", probes as `tcp/443` or `dns: {...}`), not the parsed values; the
+    cross-references (names in paths exist, no loops) are the loader's.
+    """
+    schema = Config.model_json_schema(ref_template="#/$defs/{model}")
+    defs = schema.setdefault("$defs", {})
+    for model in (DnsCheck, TraceCheck):
+        sub = model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        defs[model.__name__] = sub
+    for unused in ("IcmpSpec", "TcpSpec", "DnsSpec", "TraceSpec"):
+        defs.pop(unused, None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://netprobe.example/schema/config-1.json",
+        "title": "netprobe config (version 1)",
+        "description": "Devices, lines, redundancy groups and endpoints to probe; "
+                       "see `netprobe validate` for the checks a schema cannot express.",
+        **{k: v for k, v in schema.items() if k not in ("title", "description")},
+    }

@@ -1,0 +1,382 @@
+"""Safe YAML reading that remembers where every value came from.
+
+`parse_yaml(text)` turns a YAML document into plain Python data (dicts, lists,
+str, int, float, bool, None) plus a tree of `YNode`s carrying the 1-based
+line and column of every key and value, so that later checks can say
+`FILE:LINE:COL: field.path: message`.
+
+It is built straight from the parser's event stream, without PyYAML's
+recursive composer and constructor, because configs are untrusted input:
+- only the plain YAML types are built; any explicit tag other than the core
+  ones (`!!python/object`, `!!binary`, `!foo`, ...) is a problem, never code;
+- a key given twice in one mapping is a problem (YAML silently keeps the last);
+- anchors and aliases work (and `<<` merge keys), but the expanded document is
+  capped in size and depth, so an alias bomb costs a few integer additions,
+  not gigabytes; an alias cannot refer to the collection it is inside;
+- nesting is capped, and the builder keeps its own stack, so deep input never
+  reaches Python's recursion limit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.events import (
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.nodes import ScalarNode
+from yaml.resolver import Resolver
+
+try:  # libyaml's event parser is ~25x faster than the pure-Python one; the events are the same
+    from yaml._yaml import CParser as _EventParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader as _EventParser
+
+# A config of a few hundred endpoints has a few thousand values and a nesting
+# depth under ten; these caps are far above that and far below harm.
+MAX_DEPTH = 64
+MAX_VALUES = 250_000
+
+_CORE = "tag:yaml.org,2002:"
+STR, INT, FLOAT, BOOL, NULL = (_CORE + t for t in ("str", "int", "float", "bool", "null"))
+TIMESTAMP, MERGE, VALUE = _CORE + "timestamp", _CORE + "merge", _CORE + "value"
+SEQ, MAP = _CORE + "seq", _CORE + "map"
+
+_resolver = Resolver()
+_constructor = SafeConstructor()
+
+
+@dataclass(frozen=True, order=True)
+class Mark:
+    """A 1-based line and column in the source text."""
+
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.column}"
+
+
+def _mark(yaml_mark: Any) -> Mark:
+    if yaml_mark is None:
+        return Mark(1, 1)
+    return Mark(yaml_mark.line + 1, yaml_mark.column + 1)
+
+
+@dataclass(eq=False)
+class YNode:
+    """One value in the document and where it starts.
+
+    `entries` (mappings) maps each key to (where the key is, the value's node);
+    `items` (sequences) holds the items' nodes. Aliased values are shared, not
+    copied. `size` and `height` are of the fully expanded value.
+    """
+
+    kind: str  # "map" | "seq" | "scalar"
+    mark: Mark
+    entries: dict[Any, tuple[Mark, YNode]] = field(default_factory=dict)
+    items: list[YNode] = field(default_factory=list)
+    source: str | None = None  # a plain scalar's text, when YAML read it as something else
+    size: int = 1
+    height: int = 1
+
+    def child(self, key: Any) -> tuple[Mark | None, YNode] | None:
+        """The child under a location element (a list index or a mapping key)."""
+        if self.kind == "seq":
+            if isinstance(key, int) and not isinstance(key, bool) and 0 <= key < len(self.items):
+                return None, self.items[key]
+            return None
+        if self.kind == "map":
+            try:
+                if key in self.entries:
+                    return self.entries[key]
+            except TypeError:  # an unhashable location element
+                return None
+            # pydantic reports odd keys (None, 1.5) by their str()
+            for k, entry in self.entries.items():
+                if not isinstance(k, str) and str(k) == str(key):
+                    return entry
+        return None
+
+
+@dataclass(frozen=True)
+class YamlProblem:
+    mark: Mark
+    path: tuple[Any, ...]  # where in the data, () for the document
+    message: str
+
+
+class YamlError(Exception):
+    """The text is not a YAML document we can use at all (syntax, a bomb)."""
+
+    def __init__(self, mark: Mark | None, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+@dataclass
+class ParsedYaml:
+    data: Any
+    root: YNode | None  # None for an empty document
+    problems: list[YamlProblem]  # duplicate keys, unknown tags: reported, value kept
+
+
+def show_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+
+
+def one_line(text: str, limit: int = 60) -> str:
+    """A value quoted for a one-line message: escapes newlines, cuts long text."""
+    shown = repr(text)
+    if len(shown) > limit:
+        shown = shown[: limit - 4] + "...'"
+    return shown
+
+
+class _Frame:
+    """A collection being built, on the builder's own stack."""
+
+    __slots__ = ("node", "data", "anchor", "path", "pending_key", "merges", "explicit")
+
+    def __init__(self, node: YNode, data: Any, anchor: str | None, path: tuple[Any, ...]) -> None:
+        self.node = node
+        self.data = data
+        self.anchor = anchor
+        self.path = path
+        self.pending_key: tuple[Any, YNode, bool] | None = None  # (key, its node, is a << key)
+        self.merges: list[tuple[YNode, Any]] = []  # << values, in order
+        self.explicit: dict[Any, tuple[Mark, YNode, Any]] = {}  # key -> (key mark, node, data)
+
+
+def parse_yaml(text: str) -> ParsedYaml:
+    """Parse one YAML document; raise YamlError when it cannot be used at all."""
+    try:
+        return _Builder(text).run()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "invalid YAML"
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        raise YamlError(_mark(mark) if mark else None, f"not valid YAML: {what}{context}") from None
+    except yaml.reader.ReaderError as exc:
+        raise YamlError(_index_mark(text, exc.position),
+                        f"not valid YAML: character {exc.character!r} is not allowed") from None
+    except yaml.YAMLError as exc:
+        raise YamlError(None, f"not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+def _index_mark(text: str, index: int) -> Mark:
+    line = text.count("\n", 0, index) + 1
+    return Mark(line, index - (text.rfind("\n", 0, index) + 1) + 1)
+
+
+class _Builder:
+    def __init__(self, text: str) -> None:
+        self.parser = _EventParser(text)
+        self.anchors: dict[str, tuple[YNode, Any]] = {}
+        self.open_anchors: set[str] = set()
+        self.problems: list[YamlProblem] = []
+        self.stack: list[_Frame] = []
+
+    def run(self) -> ParsedYaml:
+        try:
+            return self._run()
+        finally:
+            dispose = getattr(self.parser, "dispose", None)
+            if dispose:
+                dispose()
+
+    def _run(self) -> ParsedYaml:
+        documents = 0
+        result: tuple[YNode, Any] | None = None
+        while True:
+            event = self.parser.get_event()
+            if isinstance(event, StreamEndEvent):
+                break
+            if isinstance(event, DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise YamlError(_mark(event.start_mark),
+                                    "only one YAML document per file (a second one starts here)")
+                self.anchors.clear()
+                continue
+            done = self._feed(event)
+            if done is not None:
+                result = done
+        if result is None:
+            return ParsedYaml(None, None, self.problems)
+        node, data = result
+        return ParsedYaml(data, node, self.problems)
+
+    # -- events -> values -------------------------------------------------
+
+    def _path_here(self) -> tuple[Any, ...]:
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        if top.node.kind == "seq":
+            return (*top.path, len(top.node.items))
+        if top.pending_key is not None:
+            return (*top.path, top.pending_key[0])
+        return (*top.path, "<key>")
+
+    def _feed(self, event: Any) -> tuple[YNode, Any] | None:
+        """Handle one event; return the document's (node, data) when it completes."""
+        if isinstance(event, ScalarEvent):
+            node, data = self._scalar(event)
+            self._remember(event.anchor, node, data)
+            return self._add(node, data, event)
+        if isinstance(event, AliasEvent):
+            mark = _mark(event.start_mark)
+            if event.anchor in self.open_anchors:
+                raise YamlError(mark, f"alias *{event.anchor} refers to a collection that contains it")
+            if event.anchor not in self.anchors:
+                raise YamlError(mark, f"alias *{event.anchor} has no anchor &{event.anchor} before it")
+            node, data = self.anchors[event.anchor]
+            if len(self.stack) + node.height > MAX_DEPTH:
+                raise YamlError(mark, f"alias *{event.anchor} nests the document deeper than {MAX_DEPTH} levels")
+            return self._add(node, data, event)
+        if isinstance(event, SequenceStartEvent | MappingStartEvent):
+            mark = _mark(event.start_mark)
+            if len(self.stack) >= MAX_DEPTH:
+                raise YamlError(mark, f"nested deeper than {MAX_DEPTH} levels")
+            is_map = isinstance(event, MappingStartEvent)
+            path = self._path_here()
+            self._check_tag(event.tag, MAP if is_map else SEQ, mark, path)
+            node = YNode("map" if is_map else "seq", mark)
+            frame = _Frame(node, {} if is_map else [], event.anchor, path)
+            if event.anchor:
+                self.open_anchors.add(event.anchor)
+            self.stack.append(frame)
+            return None
+        if isinstance(event, SequenceEndEvent | MappingEndEvent):
+            frame = self.stack.pop()
+            node = frame.node
+            if node.kind == "map":
+                self._finish_mapping(frame)
+            else:
+                node.size = 1 + sum(n.size for n in node.items)
+                node.height = 1 + max((n.height for n in node.items), default=0)
+            if node.size > MAX_VALUES:
+                raise YamlError(node.mark, f"the document expands to more than {MAX_VALUES} values "
+                                           "(aliases repeated inside aliases?)")
+            if frame.anchor:
+                self.open_anchors.discard(frame.anchor)
+                self._remember(frame.anchor, node, frame.data)
+            return self._add(node, frame.data, event)
+        return None  # stream/document ends carry nothing
+
+    def _remember(self, anchor: str | None, node: YNode, data: Any) -> None:
+        if anchor:
+            self.anchors[anchor] = (node, data)
+
+    def _add(self, node: YNode, data: Any, event: Any) -> tuple[YNode, Any] | None:
+        if not self.stack:
+            return node, data
+        top = self.stack[-1]
+        if top.node.kind == "seq":
+            top.node.items.append(node)
+            top.data.append(data)
+            return None
+        if top.pending_key is None:  # this value is a key
+            is_merge = isinstance(event, ScalarEvent) and self._scalar_tag(event) == MERGE
+            if node.kind != "scalar":
+                self.problems.append(YamlProblem(node.mark, top.path,
+                                                 "a key must be a plain value, not a list or mapping"))
+                data = f"<complex key at {node.mark}>"
+            top.pending_key = (data, node, is_merge)
+            return None
+        key, key_node, is_merge = top.pending_key
+        top.pending_key = None
+        if is_merge:
+            top.merges.append((node, data))
+        elif key in top.explicit:
+            first = top.explicit[key][0]
+            self.problems.append(YamlProblem(
+                key_node.mark, (*top.path, key),
+                f"duplicate key {one_line(str(key))} (first at line {first.line}); "
+                "YAML would silently keep only the last one"))
+            top.explicit[key] = (key_node.mark, node, data)
+        else:
+            top.explicit[key] = (key_node.mark, node, data)
+        return None
+
+    def _finish_mapping(self, frame: _Frame) -> None:
+        """Apply `<<` merges (explicit keys win, then earlier merges), set sizes."""
+        entries: dict[Any, tuple[Mark, YNode]] = {}
+        data: dict[Any, Any] = frame.data
+        for merge_node, merge_data in frame.merges:
+            sources = [(merge_node, merge_data)]
+            if merge_node.kind == "seq":
+                sources = list(zip(merge_node.items, merge_data, strict=True))
+            for src_node, src_data in sources:
+                if src_node.kind != "map":
+                    self.problems.append(YamlProblem(src_node.mark, frame.path,
+                                                     "a << merge key needs a mapping (or a list of mappings)"))
+                    continue
+                for k, (kmark, vnode) in src_node.entries.items():
+                    if k not in entries:
+                        entries[k] = (kmark, vnode)
+                        data[k] = src_data[k]
+        for k, (kmark, vnode, vdata) in frame.explicit.items():
+            entries[k] = (kmark, vnode)
+            data[k] = vdata
+        node = frame.node
+        node.entries = entries
+        node.size = 1 + sum(1 + v.size for _, v in entries.values())
+        node.height = 1 + max((v.height for _, v in entries.values()), default=0)
+
+    # -- scalars ----------------------------------------------------------
+
+    def _scalar_tag(self, event: ScalarEvent) -> str:
+        if event.tag is None or event.tag == "!":
+            return _resolver.resolve(ScalarNode, event.value, event.implicit)
+        return event.tag
+
+    def _check_tag(self, tag: str | None, default: str, mark: Mark, path: tuple[Any, ...]) -> None:
+        if tag not in (None, "!", default):
+            self.problems.append(YamlProblem(
+                mark, path, f"unsupported YAML tag {one_line(show_tag(tag))}: "
+                            "a config holds plain values only (strings, numbers, lists, mappings)"))
+
+    def _scalar(self, event: ScalarEvent) -> tuple[YNode, Any]:
+        mark = _mark(event.start_mark)
+        text = event.value
+        tag = self._scalar_tag(event)
+        node = YNode("scalar", mark)
+        try:
+            if tag in (STR, TIMESTAMP, VALUE, MERGE):  # dates and '=' stay text: no field wants them
+                return node, text
+            if tag == NULL:
+                value: Any = None
+            elif tag == BOOL:
+                value = _constructor.construct_yaml_bool(ScalarNode(tag, text))
+            elif tag == INT:
+                value = _constructor.construct_yaml_int(ScalarNode(tag, text))
+            elif tag == FLOAT:
+                value = _constructor.construct_yaml_float(ScalarNode(tag, text))
+            else:
+                self._check_tag(tag, STR, mark, self._path_here())
+                return node, text
+        except (ValueError, OverflowError, ArithmeticError):
+            # Python refuses to turn a number with thousands of digits into an int
+            self.problems.append(YamlProblem(mark, self._path_here(),
+                                             f"number {one_line(text, 30)} is too long"))
+            return node, text
+        if event.implicit[0] and event.style is None:
+            node.source = text
+        return node, value
+
+
+NAME_LIKE = re.compile(r"^[A-Za-z0-9_-]+$")
