@@ -1,0 +1,296 @@
+"""TCP connect probe: is the service accepting connections, and if not, who said no.
+
+Each attempt is a non-blocking connect that is closed as soon as it is
+established (no payload). Attempts start `interval_s` apart and overlap, so a
+dead host costs about one timeout after the last attempt, not attempts x
+timeout.
+
+An attempt ends in one of:
+  open         the handshake completed; its time is the RTT
+  refused      a RST came back: the host is up, the service is not
+  timeout      nothing came back in time
+  unreachable  an ICMP destination-unreachable came back (EHOSTUNREACH & co.)
+  no_route     our own stack has no route (ENETUNREACH raised by connect())
+
+With IP_RECVERR set, the kernel also queues the ICMP error itself on the
+socket, with the address of the router that sent it: that address is the
+evidence to hand to a carrier, so it is kept as an `IcmpNotice`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import struct
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
+from netprobe.probes.interface import ProbeContext, ProbeTask
+
+# Linux values; Python's socket module does not export IP_RECVERR.
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+_IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+_SO_EE_ORIGIN_ICMP = 2
+_SO_EE_ORIGIN_ICMP6 = 3
+# struct sock_extended_err: errno, origin, type, code, pad, info, data
+_EXTENDED_ERR = struct.Struct("=IBBBBII")
+
+OPEN = "open"
+
+# Errno of a failed connect -> the outcome it means. Anything not listed is an
+# `unreachable` with the errno in the message: the network said no, somehow.
+_ERRNO_OUTCOMES: dict[int, ProbeError] = {
+    errno.ECONNREFUSED: ProbeError.REFUSED,
+    errno.ETIMEDOUT: ProbeError.TIMEOUT,
+    errno.ENETUNREACH: ProbeError.NO_ROUTE,  # becomes UNREACHABLE when a router sent it
+    errno.EHOSTUNREACH: ProbeError.UNREACHABLE,
+    errno.EHOSTDOWN: ProbeError.UNREACHABLE,
+    errno.EACCES: ProbeError.UNREACHABLE,  # ICMPv6 admin-prohibited / reject-route
+    errno.EPERM: ProbeError.UNREACHABLE,  # our own firewall dropped the SYN
+}
+
+# When attempts fail in different ways equally often, report the most telling.
+_PRECEDENCE = (ProbeError.REFUSED, ProbeError.UNREACHABLE, ProbeError.NO_ROUTE,
+               ProbeError.TIMEOUT)
+
+_ICMP4_UNREACH = ("net-unreachable", "host-unreachable", "protocol-unreachable",
+                  "port-unreachable", "fragmentation-needed", "source-route-failed",
+                  "net-unknown", "host-unknown", "host-isolated", "net-prohibited",
+                  "host-prohibited", "net-unreachable-for-tos", "host-unreachable-for-tos",
+                  "admin-prohibited", "host-precedence-violation", "precedence-cutoff")
+_ICMP6_UNREACH = ("no-route", "admin-prohibited", "beyond-scope", "address-unreachable",
+                  "port-unreachable", "source-policy-failed", "reject-route")
+
+
+def describe_icmp(family: int, icmp_type: int, code: int) -> str:
+    """'ICMP host-unreachable', 'ICMPv6 admin-prohibited', ... for a notice."""
+    if family == socket.AF_INET6:
+        names = {1: _ICMP6_UNREACH, 3: ("hop-limit-exceeded", "reassembly-time-exceeded")}
+        prefix, generic = "ICMPv6", {1: "destination-unreachable", 3: "time-exceeded"}
+    else:
+        names = {3: _ICMP4_UNREACH, 11: ("ttl-exceeded", "reassembly-time-exceeded")}
+        prefix, generic = "ICMP", {3: "destination-unreachable", 11: "time-exceeded"}
+    table = names.get(icmp_type, ())
+    if code < len(table):
+        return f"{prefix} {table[code]}"
+    return f"{prefix} {generic.get(icmp_type, f'type {icmp_type}')} code {code}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One connect: its outcome, and what the network told us about it."""
+
+    outcome: str  # OPEN or a ProbeError value
+    rtt_ms: float | None = None
+    errno_name: str | None = None
+    notices: tuple[IcmpNotice, ...] = ()
+
+
+def enable_recverr(sock: socket.socket) -> bool:
+    """Ask the kernel to queue ICMP errors (with their sender) on this socket."""
+    level, option = ((socket.IPPROTO_IPV6, _IPV6_RECVERR) if sock.family == socket.AF_INET6
+                     else (socket.IPPROTO_IP, _IP_RECVERR))
+    try:
+        sock.setsockopt(level, option, 1)
+    except OSError:
+        return False
+    return True
+
+
+def read_icmp_errors(sock: socket.socket, limit: int = 8) -> tuple[IcmpNotice, ...]:
+    """Drain the socket's error queue into notices (ICMP-originated entries only)."""
+    notices: list[IcmpNotice] = []
+    for _ in range(limit):
+        try:
+            _, ancdata, _, _ = sock.recvmsg(256, 512, socket.MSG_ERRQUEUE)
+        except OSError:  # EAGAIN: the queue is empty
+            break
+        for level, ctype, data in ancdata:
+            if (level, ctype) in ((socket.IPPROTO_IP, _IP_RECVERR),
+                                  (socket.IPPROTO_IPV6, _IPV6_RECVERR)):
+                notice = parse_extended_err(data)
+                if notice is not None:
+                    notices.append(notice)
+    return tuple(notices)
+
+
+def parse_extended_err(data: bytes) -> IcmpNotice | None:
+    """A `sock_extended_err` followed by the offender's sockaddr -> a notice."""
+    if len(data) < _EXTENDED_ERR.size:
+        return None
+    _, origin, icmp_type, code, _, _, _ = _EXTENDED_ERR.unpack_from(data)
+    if origin not in (_SO_EE_ORIGIN_ICMP, _SO_EE_ORIGIN_ICMP6):
+        return None  # a local error: no router to name
+    offender = data[_EXTENDED_ERR.size:]
+    source = _sockaddr_address(offender)
+    if source is None:
+        return None
+    family = socket.AF_INET6 if origin == _SO_EE_ORIGIN_ICMP6 else socket.AF_INET
+    return IcmpNotice(source=source, type=icmp_type, code=code,
+                      description=describe_icmp(family, icmp_type, code))
+
+
+def _sockaddr_address(raw: bytes) -> str | None:
+    if len(raw) < 2:
+        return None
+    (family,) = struct.unpack_from("=H", raw)
+    if family == socket.AF_INET and len(raw) >= 8:
+        return socket.inet_ntop(socket.AF_INET, raw[4:8])
+    if family == socket.AF_INET6 and len(raw) >= 24:
+        return socket.inet_ntop(socket.AF_INET6, raw[8:24])
+    return None
+
+
+async def connect_once(family: int, sockaddr: tuple, timeout_s: float) -> Attempt:
+    """One non-blocking connect, closed as soon as it is established."""
+    loop = asyncio.get_running_loop()
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:  # no IPv6 on this host, out of descriptors
+        return _failed(exc.errno, local=True)
+    try:
+        sock.setblocking(False)
+        enable_recverr(sock)
+        started = time.perf_counter()
+        err = sock.connect_ex(sockaddr)
+        if err not in (0, errno.EINPROGRESS):
+            # Failed before any packet left (no route) or on loopback at once (refused).
+            return _failed(err, local=True, notices=read_icmp_errors(sock))
+        if err == errno.EINPROGRESS:
+            done: asyncio.Future[float] = loop.create_future()
+
+            def on_writable() -> None:
+                if not done.done():  # stamp here: the loop may run the waiter later
+                    done.set_result(time.perf_counter())
+
+            loop.add_writer(sock.fileno(), on_writable)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    finished = await done
+            except TimeoutError:
+                return Attempt(outcome=ProbeError.TIMEOUT.value, notices=read_icmp_errors(sock))
+            finally:
+                loop.remove_writer(sock.fileno())
+        else:
+            finished = time.perf_counter()
+        # SO_ERROR first: reading the error queue clears the pending socket error.
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err == 0:
+            return Attempt(outcome=OPEN, rtt_ms=(finished - started) * 1000.0)
+        return _failed(err, local=False, notices=read_icmp_errors(sock))
+    finally:
+        sock.close()
+
+
+def _failed(err: int | None, *, local: bool,
+            notices: tuple[IcmpNotice, ...] = ()) -> Attempt:
+    err = err or errno.EIO
+    outcome = _ERRNO_OUTCOMES.get(err, ProbeError.UNREACHABLE)
+    if outcome is ProbeError.NO_ROUTE and (notices or not local):
+        outcome = ProbeError.UNREACHABLE  # a router's net-unreachable, not our table
+    return Attempt(outcome=outcome.value, errno_name=errno.errorcode.get(err, str(err)),
+                   notices=notices)
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a.split("%")[0]) == ipaddress.ip_address(b.split("%")[0])
+    except ValueError:
+        return a == b
+
+
+def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float,
+              duration_s: float) -> ProbeResult:
+    """Fold the attempts into one result; the dominant failure when none opened."""
+    address = task.address or ""
+    rtts = tuple(a.rtt_ms for a in attempts if a.rtt_ms is not None)
+    notices = tuple(dict.fromkeys(n for a in attempts for n in a.notices))
+    outcomes = [a.outcome for a in attempts]
+
+    # An ICMP "refused" (port unreachable) from some firewall on the way is not
+    # the host answering: count it as unreachable.
+    def effective(a: Attempt) -> str:
+        if a.outcome == ProbeError.REFUSED.value and a.notices and not any(
+                _same_address(n.source, address) for n in a.notices):
+            return ProbeError.UNREACHABLE.value
+        return a.outcome
+
+    effective_outcomes = [effective(a) for a in attempts]
+    host_spoke = (any(o in (OPEN, ProbeError.REFUSED.value) for o in effective_outcomes)
+                  or any(_same_address(n.source, address) for n in notices))
+    failures = Counter(o for o in effective_outcomes if o != OPEN)
+    error: ProbeError | None = None
+    message: str | None = None
+    if rtts:
+        if failures:
+            message = f"{len(attempts) - len(rtts)}/{len(attempts)} connects failed (" + ", ".join(
+                f"{n} {o}" for o, n in failures.most_common()) + ")"
+    elif failures:
+        error = max(failures, key=lambda o: (failures[o], -_PRECEDENCE.index(ProbeError(o))))
+        error = ProbeError(error)
+        message = _message(error, task, failures[error], len(attempts), notices, attempts)
+    detail = {"port": task.port, "outcomes": outcomes}
+    errnos = [a.errno_name for a in attempts]
+    if any(errnos):
+        detail["errnos"] = errnos
+    return ProbeResult(id=task.id, kind=task.kind, target=task.target, address=task.address,
+                       sent=len(attempts), rtts_ms=rtts, error=error, message=message,
+                       reached=host_spoke, notices=notices, detail=detail,
+                       started_at=started_at, duration_s=duration_s)
+
+
+def _message(error: ProbeError, task: ProbeTask, count: int, total: int,
+             notices: tuple[IcmpNotice, ...], attempts: list[Attempt]) -> str:
+    where = f"{task.address} port {task.port}"
+    share = f"{count}/{total} attempts"
+    if error is ProbeError.REFUSED:
+        return f"connection refused by {where} ({share}): the host is up, the service is not"
+    if error is ProbeError.TIMEOUT:
+        return f"no answer from {where} within {task.timeout_s:g} s ({share})"
+    if error is ProbeError.NO_ROUTE:
+        return f"no route to {task.address} from this host ({share})"
+    if notices:
+        senders = ", ".join(f"{n.description} from {n.source}" for n in notices)
+        return f"{where} unreachable: {senders} ({share})"
+    names = sorted({a.errno_name for a in attempts if a.errno_name})
+    return f"{where} unreachable ({', '.join(names) or 'no detail'}; {share})"
+
+
+class TcpProbe:
+    kind = "tcp"
+
+    def preflight(self, tasks: list[ProbeTask]) -> str | None:
+        return None  # an ordinary connect needs no privilege
+
+    async def run(self, task: ProbeTask, ctx: ProbeContext) -> ProbeResult:
+        if not task.address:
+            return not_measured(task.id, task.kind, task.target, None, ProbeError.RESOLVE,
+                                f"no address for {task.host or task.target!r}")
+        if not task.port:
+            return not_measured(task.id, task.kind, task.target, task.address,
+                                ProbeError.INTERNAL, "a tcp probe needs a port")
+        try:
+            family, _, _, _, sockaddr = socket.getaddrinfo(
+                task.address, task.port, type=socket.SOCK_STREAM,
+                flags=socket.AI_NUMERICHOST)[0]
+        except (OSError, UnicodeError) as exc:
+            return not_measured(task.id, task.kind, task.target, task.address,
+                                ProbeError.RESOLVE, f"not an IP address: {task.address!r} ({exc})")
+        started_at = time.time()
+        t0 = time.monotonic()
+        attempts_n = max(1, task.attempts)
+
+        async def attempt(i: int) -> Attempt:
+            await asyncio.sleep(max(0.0, t0 + i * task.interval_s - time.monotonic()))
+            await ctx.rate.take()
+            return await connect_once(family, sockaddr, task.timeout_s)
+
+        attempts = await asyncio.gather(*(attempt(i) for i in range(attempts_n)))
+        return summarize(task, list(attempts), started_at, time.monotonic() - t0)
+
+
+PROBE = TcpProbe()

@@ -1,0 +1,225 @@
+"""The TCP probe against real listeners on loopback and a real routed namespace lab."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+
+import pytest
+from conftest import LOOPBACK, RoutedLab, ipv6_loopback_works
+
+from netprobe.evidence import IcmpNotice, Outcome, ProbeError, ProbeResult
+from netprobe.lab.listeners import TcpListener
+from netprobe.probes import get_probe
+from netprobe.probes.interface import ProbeContext, ProbeTask, RateLimiter
+from netprobe.probes.tcp import PROBE, parse_extended_err
+
+
+def task(address: str, port: int, **kw) -> ProbeTask:
+    kw.setdefault("attempts", 3)
+    kw.setdefault("interval_s", 0.01)
+    kw.setdefault("timeout_s", 1.0)
+    return ProbeTask(id=f"svc/tcp/{port}", kind="tcp", target=f"svc/tcp/{port}",
+                     address=address, port=port, **kw)
+
+
+def run(t: ProbeTask, ctx: ProbeContext | None = None) -> ProbeResult:
+    return asyncio.run(PROBE.run(t, ctx or ProbeContext()))
+
+
+def test_registry_finds_the_tcp_probe() -> None:
+    probe = get_probe("tcp")
+    assert probe.kind == "tcp"
+    assert probe.preflight([task(LOOPBACK, 80)]) is None
+
+
+def test_open_port_counts_every_connect_and_closes_them(tcp_listener: TcpListener) -> None:
+    result = run(task(tcp_listener.host, tcp_listener.port, attempts=4))
+    assert result.outcome is Outcome.OK
+    assert result.error is None and result.reached is True
+    assert (result.sent, result.received) == (4, 4)
+    assert all(0 < rtt < 1000 for rtt in result.rtts_ms)
+    assert result.detail == {"port": tcp_listener.port, "outcomes": ["open"] * 4}
+    deadline = time.monotonic() + 2
+    while tcp_listener.accepted < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert tcp_listener.accepted == 4  # real handshakes reached the listener
+
+
+def test_closed_port_is_refused_and_proves_the_host_up(closed_tcp_port) -> None:
+    host, port = closed_tcp_port
+    result = run(task(host, port))
+    assert result.error is ProbeError.REFUSED
+    assert result.reached is True and result.host_answered is True
+    assert (result.sent, result.received) == (3, 0)
+    assert result.detail["outcomes"] == ["refused"] * 3
+    assert "refused" in result.message and str(port) in result.message
+
+
+def test_partial_success_keeps_no_error_but_shows_the_failures(tcp_listener, lab_loop) -> None:
+    # The listener goes away between attempts: the first connect opens, the rest are refused.
+    async def main() -> ProbeResult:
+        probe = asyncio.ensure_future(PROBE.run(
+            task(tcp_listener.host, tcp_listener.port, attempts=3, interval_s=0.3),
+            ProbeContext()))
+        await asyncio.sleep(0.15)
+        await asyncio.to_thread(lab_loop.run, tcp_listener.stop())
+        return await probe
+
+    result = asyncio.run(main())
+    assert result.detail["outcomes"] == ["open", "refused", "refused"]
+    assert result.error is None and result.received == 1 and result.reached is True
+    assert result.loss_ratio == pytest.approx(2 / 3)
+    assert "2/3" in result.message
+
+
+def test_full_backlog_times_out_and_attempts_overlap() -> None:
+    # A listener that never accepts, with its accept queue already full, drops
+    # new SYNs: a real timeout without leaving loopback.
+    with socket.socket() as server:
+        server.bind((LOOPBACK, 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(3):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex((LOOPBACK, port))
+                fillers.append(s)
+            time.sleep(0.05)
+            started = time.monotonic()
+            result = run(task(LOOPBACK, port, attempts=4, interval_s=0.05, timeout_s=0.4))
+            elapsed = time.monotonic() - started
+        finally:
+            for s in fillers:
+                s.close()
+    assert result.error is ProbeError.TIMEOUT
+    assert result.reached is False and result.received == 0 and result.sent == 4
+    assert result.detail["outcomes"] == ["timeout"] * 4
+    # Pipelined: ~ 3 x 0.05 + 0.4 s, far below 4 x 0.4 s sequential.
+    assert 0.4 <= elapsed < 1.0
+
+
+def test_each_syn_takes_a_rate_token(tcp_listener) -> None:
+    # 5 pps with a burst of 1: four connects need at least ~0.6 s of tokens.
+    started = time.monotonic()
+    result = run(task(tcp_listener.host, tcp_listener.port, attempts=4, interval_s=0.0),
+                 ProbeContext(RateLimiter(5)))
+    elapsed = time.monotonic() - started
+    assert result.received == 4
+    assert elapsed >= 0.55
+
+
+@pytest.mark.skipif(not ipv6_loopback_works(), reason="needs IPv6 on loopback (::1)")
+def test_ipv6_open_and_refused() -> None:
+    async def main() -> tuple[ProbeResult, ProbeResult]:
+        async with TcpListener("::1", 0) as listener:
+            opened = await PROBE.run(task("::1", listener.port, attempts=2), ProbeContext())
+        with socket.socket(socket.AF_INET6) as closed:
+            closed.bind(("::1", 0))
+            refused = await PROBE.run(task("::1", closed.getsockname()[1], attempts=2),
+                                      ProbeContext())
+        return opened, refused
+
+    opened, refused = asyncio.run(main())
+    assert opened.received == 2 and opened.error is None
+    assert refused.error is ProbeError.REFUSED and refused.reached is True
+
+
+def test_bad_address_is_not_measured_not_down() -> None:
+    result = run(task("not-an-ip.example", 80))
+    assert result.outcome is Outcome.NOT_MEASURED and result.sent == 0
+    no_address = run(ProbeTask(id="x/tcp/80", kind="tcp", target="x/tcp/80", address=None,
+                               host="x.example", port=80))
+    assert no_address.error is ProbeError.RESOLVE
+
+
+def test_parse_extended_err_reads_the_offender() -> None:
+    ee = struct.pack("=IBBBBII", 113, 2, 3, 13, 0, 0, 0)
+    offender = struct.pack("=H", socket.AF_INET) + b"\0\0" + socket.inet_aton("198.51.100.1") + bytes(8)
+    notice = parse_extended_err(ee + offender)
+    assert notice == IcmpNotice(source="198.51.100.1", type=3, code=13,
+                                description="ICMP admin-prohibited")
+    ee6 = struct.pack("=IBBBBII", 13, 3, 1, 1, 0, 0, 0)
+    offender6 = (struct.pack("=H", socket.AF_INET6) + b"\0\0" + bytes(4)
+                 + socket.inet_pton(socket.AF_INET6, "2001:db8::1") + bytes(4))
+    assert parse_extended_err(ee6 + offender6).source == "2001:db8::1"
+    local = struct.pack("=IBBBBII", 90, 1, 0, 0, 0, 0, 0) + struct.pack("=H", 0) + bytes(14)
+    assert parse_extended_err(local) is None  # a local error names no router
+
+
+# -- through a router, in namespaces -----------------------------------------------
+
+@pytest.mark.root
+def test_routed_open_refused_and_timeout(routed_lab: RoutedLab) -> None:
+    L = routed_lab
+    opened, refused, dropped = L.run([
+        task(L.SERVER4, L.TCP_PORT, attempts=2),
+        task(L.SERVER4, 81, attempts=2),
+        task(L.DROPPED4, 80, attempts=3, interval_s=0.05, timeout_s=0.4),
+    ])
+    assert opened.received == 2 and opened.error is None
+    assert refused.error is ProbeError.REFUSED and refused.reached is True
+    assert dropped.error is ProbeError.TIMEOUT and dropped.reached is False
+    assert dropped.notices == ()
+    assert dropped.duration_s < 0.4 + 2 * 0.05 + 0.3  # overlapped, not 3 x 0.4
+
+
+@pytest.mark.root
+def test_unreachable_names_the_router_that_said_so(routed_lab: RoutedLab) -> None:
+    L = routed_lab
+    host4, prohibited4, host6, prohibited6 = L.run([
+        task(L.HOST_UNREACH4, 443, attempts=2),
+        task(L.PROHIBITED4, 443, attempts=2),
+        task(L.ADDR_UNREACH6, 443, attempts=2),
+        task(L.PROHIBITED6, 443, attempts=2),
+    ])
+    for result in (host4, prohibited4, host6, prohibited6):
+        assert result.error is ProbeError.UNREACHABLE, result.message
+        assert result.reached is False
+        assert result.detail["outcomes"] == ["unreachable", "unreachable"]
+        assert result.duration_s < 0.5  # the ICMP error ends the attempt at once
+    assert host4.notices == (IcmpNotice(L.ROUTER4, 3, 1, "ICMP host-unreachable"),)
+    assert prohibited4.notices == (IcmpNotice(L.ROUTER4, 3, 13, "ICMP admin-prohibited"),)
+    assert host6.notices == (IcmpNotice(L.ROUTER6, 1, 3, "ICMPv6 address-unreachable"),)
+    assert prohibited6.notices == (IcmpNotice(L.ROUTER6, 1, 1, "ICMPv6 admin-prohibited"),)
+    assert L.ROUTER4 in host4.message  # the evidence to hand to a carrier
+    # The notices survive a JSON round trip (a saved run is diagnosed offline).
+    assert ProbeResult.from_json(host4.to_json()).notices == host4.notices
+
+
+@pytest.mark.root
+def test_icmp_refusal_by_a_firewall_is_not_the_host_answering(routed_lab: RoutedLab) -> None:
+    L = routed_lab
+    fake, router_itself = L.run([
+        task(L.FAKE_CLOSED4, 443, attempts=2),  # router forges port-unreachable
+        task(L.ROUTER4, L.ROUTER_REJECT_PORT, attempts=2),  # the target rejects itself
+    ])
+    assert fake.error is ProbeError.UNREACHABLE and fake.reached is False
+    assert fake.detail["outcomes"] == ["refused", "refused"]  # the kernel said ECONNREFUSED
+    assert fake.notices[0].source == L.ROUTER4 and fake.notices[0].code == 3
+    # An ICMP error sent by the target itself proves the target is up.
+    assert router_itself.error is ProbeError.UNREACHABLE and router_itself.reached is True
+    assert router_itself.notices[0].source == L.ROUTER4
+
+
+@pytest.mark.root
+def test_no_route_is_our_own_stack(routed_lab: RoutedLab) -> None:
+    L = routed_lab
+    v4, v6 = L.run([task(L.NO_ROUTE4, 80, attempts=2), task(L.NO_ROUTE6, 80, attempts=2)])
+    for result in (v4, v6):
+        assert result.error is ProbeError.NO_ROUTE
+        assert result.notices == () and result.reached is False
+        assert result.detail["errnos"] == ["ENETUNREACH", "ENETUNREACH"]
+
+
+@pytest.mark.root
+def test_ipv6_through_the_router(routed_lab: RoutedLab) -> None:
+    L = routed_lab
+    opened, dropped = L.run([task(L.SERVER6, L.TCP_PORT, attempts=2),
+                             task(L.DROPPED6, 80, attempts=1, timeout_s=0.3)])
+    assert opened.received == 2 and opened.error is None
+    assert dropped.error is ProbeError.TIMEOUT
