@@ -257,6 +257,8 @@ def parse_probe_spec(value: Any) -> ProbeSpec:
             return TcpSpec(port=port)
         if port_match := re.match(r"^tcp\W*(\d{1,5})$", text):
             hint_text = f"did you mean 'tcp/{port_match.group(1)}'?"
+        elif text.startswith("tcp"):
+            hint_text = "a tcp probe names a port number: tcp/443"
         elif text == "dns":
             hint_text = "dns takes a mapping: dns: {query: NAME}"
         elif close := difflib.get_close_matches(text, ["icmp", "trace"], n=1, cutoff=0.6):
@@ -304,14 +306,17 @@ def _probe_input(value: Any) -> Any:
     return value
 
 
+# pydantic resolves "$ref"s in a WithJsonSchema while it builds the schema, and
+# these two models are not in it yet; config_json_schema() adds and links them.
+_REF_LATER = "x-netprobe-ref"
 _PROBE_SCHEMA = {
     "anyOf": [
         {"type": "string", "pattern": r"^\s*(icmp|trace|tcp/\d{1,5})\s*$",
          "description": "icmp, trace, or tcp/PORT"},
-        {"type": "object", "properties": {"dns": {"$ref": "#/$defs/DnsCheck"}},
+        {"type": "object", "properties": {"dns": {_REF_LATER: "DnsCheck"}},
          "required": ["dns"], "additionalProperties": False},
         {"type": "object",
-         "properties": {"trace": {"anyOf": [{"$ref": "#/$defs/TraceCheck"}, {"type": "null"}]}},
+         "properties": {"trace": {"anyOf": [{_REF_LATER: "TraceCheck"}, {"type": "null"}]}},
          "required": ["trace"], "additionalProperties": False},
     ],
 }
@@ -415,7 +420,11 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     try:
         config = Config.model_validate(parsed.data)
     except ValidationError as exc:
-        problems += _schema_problems(exc, root)
+        # a value YAML already complained about (a bad tag, a too-long number)
+        # is not reported a second time by the schema
+        said = [p.path for p in parsed.problems if p.replaced]
+        problems += [p for p in _schema_problems(exc, root)
+                     if not any(p.path[:len(s)] == s for s in said)]
     except (RecursionError, MemoryError):
         problems.append(_Problem(root.mark, (), "the document is too large or too deep to check"))
     if config is not None and not problems:
@@ -497,7 +506,8 @@ def _check_address_or_host(data: dict[Any, Any], root: Any) -> list[_Problem]:
 def _describe(value: Any, node: Any = None) -> str:
     """What the user wrote, for `got ...`: their spelling where YAML changed it."""
     if node is not None and getattr(node, "source", None) is not None and not isinstance(value, str):
-        return _short(node.source)
+        shown = " ".join(node.source.split())  # as written, unquoted: yes, 1e999, ~
+        return shown if len(shown) <= 30 else shown[:26] + "..."
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
@@ -933,6 +943,17 @@ def config_json_schema() -> dict[str, Any]:
         defs[model.__name__] = sub
     for unused in ("IcmpSpec", "TcpSpec", "DnsSpec", "TraceSpec"):
         defs.pop(unused, None)
+
+    def link(node: Any) -> Any:
+        if isinstance(node, dict):
+            if _REF_LATER in node:
+                return {"$ref": f"#/$defs/{node[_REF_LATER]}"}
+            return {k: link(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [link(v) for v in node]
+        return node
+
+    schema = link(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://netprobe.example/schema/config-1.json",

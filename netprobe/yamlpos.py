@@ -115,6 +115,7 @@ class YamlProblem:
     mark: Mark
     path: tuple[Any, ...]  # where in the data, () for the document
     message: str
+    replaced: bool = False  # the value at `path` was dropped or kept as raw text
 
 
 class YamlError(Exception):
@@ -292,9 +293,10 @@ class _Builder:
         if top.pending_key is None:  # this value is a key
             is_merge = isinstance(event, ScalarEvent) and self._scalar_tag(event) == MERGE
             if node.kind != "scalar":
-                self.problems.append(YamlProblem(node.mark, top.path,
-                                                 "a key must be a plain value, not a list or mapping"))
                 data = f"<complex key at {node.mark}>"
+                self.problems.append(YamlProblem(node.mark, (*top.path, data),
+                                                 "a key must be a plain value, not a list or mapping",
+                                                 replaced=True))
             top.pending_key = (data, node, is_merge)
             return None
         key, key_node, is_merge = top.pending_key
@@ -348,7 +350,8 @@ class _Builder:
         if tag not in (None, "!", default):
             self.problems.append(YamlProblem(
                 mark, path, f"unsupported YAML tag {one_line(show_tag(tag))}: "
-                            "a config holds plain values only (strings, numbers, lists, mappings)"))
+                            "a config holds plain values only (strings, numbers, lists, mappings)",
+                replaced=True))
 
     def _scalar(self, event: ScalarEvent) -> tuple[YNode, Any]:
         mark = _mark(event.start_mark)
@@ -369,12 +372,14 @@ class _Builder:
             else:
                 self._check_tag(tag, STR, mark, self._path_here())
                 return node, text
-        except (ValueError, OverflowError, ArithmeticError):
-            # Python refuses to turn a number with thousands of digits into an int
-            self.problems.append(YamlProblem(mark, self._path_here(),
-                                             f"number {one_line(text, 30)} is too long"))
+        except (ValueError, KeyError, OverflowError, ArithmeticError):
+            # Python refuses to turn a number with thousands of digits into an int;
+            # an explicit `!!int abc` or `!!bool maybe` is not one either
+            problem = (f"number {one_line(text, 30)} is too long" if len(text) > 1000
+                       else f"{one_line(text)} is not a valid {show_tag(tag)}")
+            self.problems.append(YamlProblem(mark, self._path_here(), problem, replaced=True))
             return node, text
-        if event.implicit[0] and event.style is None:
+        if event.implicit[0] and not event.style:  # plain: None from PyYAML, '' from libyaml
             node.source = text
         return node, value
 
