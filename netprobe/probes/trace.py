@@ -1,0 +1,347 @@
+"""Trace probe: which routers a packet to the target crosses, all TTLs at once.
+
+One probe packet per TTL (1..max_hops) leaves in a single burst; the routers'
+ICMP time-exceeded messages and the destination's own answer are collected
+until `timeout_s` after the last one left. The hop addresses tell the
+diagnosis which line of a redundancy group carries the traffic.
+
+Protocols (`task.params["protocol"]`):
+  tcp   SYN to `task.port`; the destination answers SYN-ACK or RST
+  udp   datagram to `task.port`; the destination answers port-unreachable
+  icmp  echo request; the destination answers echo reply
+
+Each packet carries its TTL where an ICMP error quotes it back: the TCP/UDP
+source port (base + ttl) or the ICMP sequence number. Sending and receiving
+use raw sockets on the asyncio loop (no thread, no blocking `sr`); scapy only
+builds and dissects packets, and is imported on first use. Raw sockets need
+CAP_NET_RAW, which `preflight` checks without sending anything.
+
+The result is one attempt (`sent=1`): `reached` says whether the destination
+answered, `rtts_ms` holds its answer's RTT, and `detail["hops"]` lists every
+TTL up to the destination (or the last router that answered), silent hops as
+`{"address": None, "rtt_ms": None}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import itertools
+import logging
+import os
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
+from netprobe.probes.interface import ProbeContext, ProbeTask
+
+DEFAULT_PORTS = {"tcp": 80, "udp": 33434, "icmp": None}
+DEFAULT_MAX_HOPS = 16
+MAX_HOPS_LIMIT = 64
+SETTLE_S = 0.05  # after the timeout, for answers already on their way up the stack
+# Source ports for TCP/UDP traces: above Linux's default ephemeral range
+# (32768-60999), so they do not collide with the kernel's own connections.
+PORT_FLOOR = 61000
+PORT_SLOTS = (65535 - PORT_FLOOR) // MAX_HOPS_LIMIT
+_slots = itertools.count(random.randrange(PORT_SLOTS))
+
+ICMP_ECHO_REPLY, ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED = 0, 3, 11
+UNREACHABLE_CODES = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
+                     3: "port unreachable", 4: "fragmentation needed", 9: "net prohibited",
+                     10: "host prohibited", 13: "administratively prohibited"}
+
+PERMISSION_MESSAGE = (
+    "trace needs raw sockets (CAP_NET_RAW): run netprobe as root (sudo), or give the "
+    "interpreter the capability once: sudo setcap cap_net_raw+ep \"$(readlink -f {python})\"; "
+    "or skip traces with --no-trace")
+
+
+def _scapy() -> Any:
+    """scapy's IPv4 layers, imported on first use with its chatter silenced."""
+    logging.getLogger("scapy").setLevel(logging.ERROR)
+    from scapy import config
+    from scapy.layers import inet
+
+    config.conf.verb = 0
+    logging.getLogger("scapy").setLevel(logging.ERROR)
+    return inet
+
+
+@dataclass
+class _Answer:
+    address: str
+    rtt_ms: float
+    icmp_type: int | None = None  # None: a TCP answer or an echo reply
+    icmp_code: int | None = None
+
+
+@dataclass
+class _Session:
+    """One trace in flight: what was sent, what came back."""
+
+    target: str
+    source: str
+    protocol: str
+    port: int | None
+    max_hops: int
+    port_base: int
+    ident: int
+    sent_at: dict[int, float] = field(default_factory=dict)  # ttl -> monotonic
+    hops: dict[int, _Answer] = field(default_factory=dict)  # routers' answers
+    arrivals: dict[int, _Answer] = field(default_factory=dict)  # the destination's answers
+    unreachable_at: int | None = None  # lowest TTL a router said "unreachable" for
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # -- building -----------------------------------------------------------
+    def packet(self, inet: Any, ttl: int) -> bytes:
+        ip = inet.IP(src=self.source, dst=self.target, ttl=ttl,
+                     id=(self.ident + ttl) & 0xFFFF)
+        if self.protocol == "tcp":
+            l4 = inet.TCP(sport=self.port_base + ttl, dport=self.port, flags="S",
+                          seq=random.getrandbits(32), window=64240, options=[("MSS", 1460)])
+        elif self.protocol == "udp":
+            l4 = inet.UDP(sport=self.port_base + ttl, dport=self.port) / (b"netprobe" + bytes(24))
+        else:
+            l4 = inet.ICMP(type=8, id=self.ident, seq=ttl) / (b"netprobe" + bytes(24))
+        return bytes(ip / l4)
+
+    # -- matching -----------------------------------------------------------
+    def _ttl_from_port(self, sport: int) -> int | None:
+        ttl = sport - self.port_base
+        return ttl if 1 <= ttl <= self.max_hops else None
+
+    def on_icmp(self, inet: Any, data: bytes, now: float) -> None:
+        if len(data) < 28:
+            return
+        ihl = (data[0] & 0x0F) * 4
+        icmp_type = data[ihl] if len(data) > ihl else None
+        if icmp_type not in (ICMP_ECHO_REPLY, ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED):
+            return  # cheap filter: this socket sees every ICMP packet of the host
+        pkt = inet.IP(data)
+        icmp = pkt.getlayer(inet.ICMP)
+        if icmp is None:
+            return
+        if icmp_type == ICMP_ECHO_REPLY:
+            if self.protocol == "icmp" and pkt.src == self.target and icmp.id == self.ident:
+                self._arrived(icmp.seq, self.target, now)
+            return
+        inner = pkt.getlayer(inet.IPerror)
+        if inner is None or inner.dst != self.target:
+            return
+        ttl: int | None = None
+        if self.protocol == "tcp" and inner.proto == 6 and inner.haslayer(inet.TCPerror):
+            err = inner[inet.TCPerror]
+            if err.dport == self.port:
+                ttl = self._ttl_from_port(err.sport)
+        elif self.protocol == "udp" and inner.proto == 17 and inner.haslayer(inet.UDPerror):
+            err = inner[inet.UDPerror]
+            if err.dport == self.port:
+                ttl = self._ttl_from_port(err.sport)
+        elif self.protocol == "icmp" and inner.proto == 1 and inner.haslayer(inet.ICMPerror):
+            err = inner[inet.ICMPerror]
+            if err.id == self.ident and 1 <= err.seq <= self.max_hops:
+                ttl = err.seq
+        if ttl is None:
+            return
+        if icmp_type == ICMP_UNREACHABLE and pkt.src == self.target:
+            # the destination itself answered (a UDP trace's port unreachable)
+            self._arrived(ttl, pkt.src, now, icmp_type, icmp.code)
+            return
+        if ttl not in self.hops:
+            self.hops[ttl] = _Answer(pkt.src, self._rtt_ms(ttl, now), icmp_type, icmp.code)
+        if icmp_type == ICMP_UNREACHABLE and (self.unreachable_at is None
+                                              or ttl < self.unreachable_at):
+            self.unreachable_at = ttl
+        self._check_done()
+
+    def on_tcp(self, inet: Any, data: bytes, now: float) -> None:
+        if len(data) < 40 or socket.inet_ntoa(data[12:16]) != self.target:
+            return
+        pkt = inet.IP(data)
+        tcp = pkt.getlayer(inet.TCP)
+        if tcp is None or tcp.sport != self.port:
+            return
+        ttl = self._ttl_from_port(tcp.dport)
+        if ttl is not None and (tcp.flags.S or tcp.flags.R):
+            self._arrived(ttl, pkt.src, now)
+
+    def _rtt_ms(self, ttl: int, now: float) -> float:
+        return (now - self.sent_at.get(ttl, now)) * 1000
+
+    def _arrived(self, ttl: int, address: str, now: float, icmp_type: int | None = None,
+                 icmp_code: int | None = None) -> None:
+        if 1 <= ttl <= self.max_hops and ttl not in self.arrivals:
+            self.arrivals[ttl] = _Answer(address, self._rtt_ms(ttl, now), icmp_type, icmp_code)
+            self._check_done()
+
+    def _check_done(self) -> None:
+        """Stop early once nothing more can be learnt: the end of the path is known
+        and every TTL before it has answered."""
+        ends = [t for t in (self.destination_ttl, self.unreachable_at) if t is not None]
+        if ends and all(t in self.hops for t in range(1, min(ends))):
+            self.done.set()
+
+    # -- the outcome ----------------------------------------------------------
+    @property
+    def destination_ttl(self) -> int | None:
+        return min(self.arrivals) if self.arrivals else None
+
+    def hop_list(self) -> list[dict[str, Any]]:
+        dest = self.destination_ttl
+        if dest is not None:
+            last = dest
+        elif self.unreachable_at is not None:
+            last = self.unreachable_at
+        else:
+            last = max(self.hops, default=0)
+        hops = []
+        for ttl in range(1, last + 1):
+            answer = self.arrivals[ttl] if ttl == dest else self.hops.get(ttl)
+            hops.append({"ttl": ttl, "address": answer.address if answer else None,
+                         "rtt_ms": round(answer.rtt_ms, 3) if answer else None})
+        return hops
+
+    def notices(self) -> tuple[IcmpNotice, ...]:
+        seen: dict[str, IcmpNotice] = {}
+        for ttl in sorted(self.hops):
+            a = self.hops[ttl]
+            if a.icmp_type == ICMP_UNREACHABLE and a.address not in seen:
+                seen[a.address] = IcmpNotice(a.address, ICMP_UNREACHABLE, a.icmp_code or 0,
+                                             UNREACHABLE_CODES.get(a.icmp_code or 0,
+                                                                   "destination unreachable"))
+        return tuple(seen.values())
+
+
+def _source_address(target: str, port: int | None) -> str:
+    """The address our stack would send from toward `target` (no packet sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((target, port or 9))
+        return s.getsockname()[0]
+
+
+class TraceProbe:
+    kind = "trace"
+
+    def preflight(self, tasks: list[ProbeTask]) -> str | None:
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close()
+        except PermissionError:
+            import sys
+
+            return PERMISSION_MESSAGE.format(python=sys.executable)
+        return None
+
+    async def run(self, task: ProbeTask, ctx: ProbeContext) -> ProbeResult:
+        started_at, t0 = time.time(), time.monotonic()
+        protocol = str(task.params.get("protocol", "icmp"))
+        port = task.port if task.port is not None else DEFAULT_PORTS.get(protocol)
+        max_hops = max(1, min(MAX_HOPS_LIMIT, int(task.params.get("max_hops", DEFAULT_MAX_HOPS))))
+        detail: dict[str, Any] = {"protocol": protocol, "port": port, "max_hops": max_hops,
+                                  "hops": [], "destination_reached": False}
+
+        def result(**kw: Any) -> ProbeResult:
+            return ProbeResult(id=task.id, kind=self.kind, target=task.target,
+                               address=task.address, detail=detail, started_at=started_at,
+                               duration_s=time.monotonic() - t0, **kw)
+
+        if task.address is None:
+            return not_measured(task.id, self.kind, task.target, None, ProbeError.RESOLVE,
+                                "no address to trace")
+        if protocol not in DEFAULT_PORTS:
+            return not_measured(task.id, self.kind, task.target, task.address,
+                                ProbeError.INTERNAL, f"unknown trace protocol {protocol!r}")
+        if ipaddress.ip_address(task.address).version != 4:
+            return not_measured(task.id, self.kind, task.target, task.address,
+                                ProbeError.SKIPPED, "trace over IPv6 is not supported yet")
+        try:
+            source = _source_address(task.address, port)
+        except OSError as exc:
+            return result(sent=1, reached=False, error=ProbeError.NO_ROUTE,
+                          message=f"no route to {task.address}: {exc.strerror}")
+        inet = await asyncio.to_thread(_scapy)
+
+        slot = next(_slots) % PORT_SLOTS
+        session = _Session(target=task.address, source=source, protocol=protocol, port=port,
+                           max_hops=max_hops, port_base=PORT_FLOOR + slot * MAX_HOPS_LIMIT,
+                           ident=random.getrandbits(16))
+        loop = asyncio.get_running_loop()
+        sockets: list[socket.socket] = []
+        try:
+            tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            sockets.append(tx)
+            listeners = [(socket.IPPROTO_ICMP, session.on_icmp)]
+            if protocol == "tcp":
+                listeners.append((socket.IPPROTO_TCP, session.on_tcp))
+            for proto, handler in listeners:
+                rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+                rx.setblocking(False)
+                rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                sockets.append(rx)
+                loop.add_reader(rx.fileno(), _drain, rx, inet, handler)
+            packets = [(ttl, session.packet(inet, ttl)) for ttl in range(1, max_hops + 1)]
+            send_error: OSError | None = None
+            for ttl, packet in packets:
+                await ctx.rate.take(1)
+                session.sent_at[ttl] = time.monotonic()
+                try:
+                    tx.sendto(packet, (task.address, 0))
+                except OSError as exc:  # a local refusal (no route, a firewall): data
+                    send_error = exc
+                    del session.sent_at[ttl]
+                    break
+            if session.sent_at:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(session.done.wait(), task.timeout_s + SETTLE_S)
+        finally:
+            for s in sockets:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(s.fileno())
+                s.close()
+
+        detail["hops"] = session.hop_list()
+        detail["packets_sent"] = len(session.sent_at)
+        detail["source"] = source
+        dest = session.destination_ttl
+        notices = session.notices()
+        if dest is not None:
+            rtt = session.arrivals[dest].rtt_ms
+            detail["destination_reached"] = True
+            return result(sent=1, rtts_ms=(rtt,), reached=True, notices=notices,
+                          message=f"destination reached at hop {dest} ({rtt:.1f} ms)")
+        answered = [h for h in detail["hops"] if h["address"]]
+        last = (f"last answer from {answered[-1]['address']} at hop {answered[-1]['ttl']}"
+                if answered else "no router answered")
+        if send_error is not None and not session.sent_at:
+            code = send_error.errno
+            error = ProbeError.NO_ROUTE if code in (errno.ENETUNREACH, errno.EHOSTUNREACH) \
+                else ProbeError.UNREACHABLE
+            return result(sent=1, reached=False, error=error,
+                          message=f"could not send to {task.address}: {os.strerror(code or 0)}")
+        if notices:
+            n = notices[0]
+            return result(sent=1, reached=False, error=ProbeError.UNREACHABLE, notices=notices,
+                          message=f"{n.description} from {n.source}; {last}")
+        return result(sent=1, reached=False, error=ProbeError.TIMEOUT,
+                      message=f"no answer from {task.address} within {task.timeout_s:g} s; "
+                      f"{last}")
+
+
+def _drain(sock: socket.socket, inet: Any, handler: Any) -> None:
+    """Read everything queued on a raw socket and hand it to the session."""
+    for _ in range(256):  # bounded: the loop has other work
+        try:
+            data = sock.recv(65535)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        with contextlib.suppress(Exception):  # a malformed packet is not our bug to raise
+            handler(inet, data, time.monotonic())
+
+
+PROBE = TraceProbe()
