@@ -392,7 +392,8 @@ class Localization:
     unexplained: tuple[str, ...]  # failed probes whose whole path is proven up otherwise
     # every component's path as the localisation sees it, the component last
     paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    rank: Mapping[str, int] = field(default_factory=dict)  # distance from the vantage, for ordering
+    # distance from the vantage, then topology order: for listing nearest first
+    rank: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def down(self) -> frozenset[str]:
@@ -469,6 +470,12 @@ def localize(topology: Topology, evidence: Evidence,
         for line in g.lines:
             if g.name in rank:
                 rank[line] = min(rank.get(line, rank[g.name]), rank[g.name])
+
+    # Ties in depth fall back to topology order (a group just before its first line).
+    position = {name: 2 * i + 1 for i, name in enumerate(topology.components)}
+    for g in topology.groups.values():
+        position[g.name] = position.get(g.lines[0], 1) - 1 if g.lines else 0
+    rank = {e: depth * 1_000_000 + position.get(e, 999_999) for e, depth in rank.items()}
 
     def key(s: list[str]) -> tuple:
         return (len(s), [rank.get(e, 10**6) for e in s], s)
