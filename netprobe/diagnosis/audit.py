@@ -1,0 +1,370 @@
+"""The static shared-risk audit: is the redundancy we pay for real?
+
+A pure function of the topology (no I/O, no clock). `netprobe validate`
+prints its findings and every `check` report carries them.
+
+What it looks for, and how loud it is:
+
+- Shared risk inside a redundancy group (`shared_risk`):
+  * warning: two lines of a group from the same carrier (one carrier outage,
+    as when a carrier's building lost power in the 2019 typhoons, takes both);
+    two lines ending on the same device; two lines whose own tags name the
+    same conduit, building, power feed or SRLG (the user has said they share
+    a physical risk);
+  * info: lines landing in the same site (often by design: both lines reach
+    the one data centre), and facts the lines only inherit from the sites and
+    devices at their ends.
+- Single points of failure (`single_point_of_failure`):
+  * warning: an endpoint and its declared backup in the same site, building
+    or power feed (the ward that lost its website and core systems at once);
+  * info: a device or a lone line on every path to endpoints that otherwise
+    sit behind a redundant group; a group of one line; a backup that shares a
+    conduit or SRLG with its primary.
+- Identifiability (`unidentifiable`, info): two components that lie on
+  exactly the same probes, so no outcome of the configured probes can say
+  which of them broke; a component no probe reaches at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from netprobe.diagnosis.model import Finding, FindingKind, Severity
+from netprobe.topology import Component, Kind, Topology
+
+# Facts that put things at risk together, read from sites' fields and from
+# the free-form tags of lines, devices and sites. `srlg` is the carriers' own
+# word: a shared risk link group.
+RISK_KEYS = ("conduit", "building", "power", "srlg")
+
+_CONSEQUENCE = {
+    "conduit": ("both run through conduit {v}", "one cut there (a flood, a digger) takes down"),
+    "building": ("both depend on building {v}", "one building outage (fire, flood, power) takes down"),
+    "power": ("both depend on power feed {v}", "one power failure (as in the 2019 typhoons) takes down"),
+    "srlg": ("are both in shared risk group {v}", "one failure in that group takes down"),
+}
+
+
+def audit(topology: Topology) -> list[Finding]:
+    """Every shared risk, single point of failure and blind spot the config reveals."""
+    findings: list[Finding] = []
+    for name in sorted(topology.groups):
+        findings += _group_risks(topology, name)
+    findings += _single_points(topology)
+    findings += _backup_risks(topology)
+    findings += _unidentifiable(topology)
+    return findings
+
+
+# -- helpers -------------------------------------------------------------------
+
+def _names(items: Iterable[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _all(n: int) -> str:
+    return "both" if n == 2 else f"all {n}"
+
+
+def _are(lines: list[str]) -> str:
+    return f"{_names(lines)} are" if len(lines) > 1 else f"{_names(lines)} is"
+
+
+@dataclass(frozen=True)
+class _Fact:
+    key: str
+    value: str
+    source: str  # "line": the line's own tags; "landing": its site; "device": its device or that one's site
+    origin: str  # for the message: "line tags", "site dc-east", "device ce-hq", ...
+
+
+def _site_facts(topology: Topology, site: str | None) -> dict[str, str]:
+    if site is None or site not in topology.config.sites:
+        return {}
+    s = topology.config.sites[site]
+    facts = {k: v for k, v in s.tags.items() if k in RISK_KEYS}
+    for key in ("building", "power", "conduit"):
+        value = getattr(s, key)
+        if value:
+            facts[key] = value
+    return facts
+
+
+def _line_facts(topology: Topology, line: Component) -> list[_Fact]:
+    facts = [_Fact(k, v, "line", "line tags") for k, v in line.tags.items() if k in RISK_KEYS]
+    facts += [_Fact(k, v, "landing", f"site {line.site}")
+              for k, v in _site_facts(topology, line.site).items()]
+    device = topology.components.get(line.parent or "")
+    if device is not None:
+        facts += [_Fact(k, v, "device", f"device {device.name}")
+                  for k, v in device.tags.items() if k in RISK_KEYS]
+        facts += [_Fact(k, v, "device", f"site {device.site} of device {device.name}")
+                  for k, v in _site_facts(topology, device.site).items()]
+    return facts
+
+
+# -- shared risk within a group --------------------------------------------------
+
+def _group_risks(topology: Topology, group: str) -> list[Finding]:
+    lines = [topology.components[n] for n in topology.groups[group].lines
+             if n in topology.components]
+    if len(lines) == 1:
+        return [Finding(Severity.INFO, FindingKind.SINGLE_POINT, (group, lines[0].name),
+                        f"{group} has only one line ({lines[0].name}); there is nothing to fail "
+                        "over to.")]
+    if len(lines) < 2:
+        return []
+    findings = []
+
+    def shared(key_of) -> dict[str, list[str]]:
+        by_value: dict[str, list[str]] = {}
+        for line in lines:
+            value = key_of(line)
+            if value:
+                by_value.setdefault(value, []).append(line.name)
+        return {v: names for v, names in by_value.items() if len(names) > 1}
+
+    carriers = shared(lambda c: c.carrier.strip().lower() if c.carrier else None)
+    for names in carriers.values():
+        shown = next(c.carrier for c in lines if c.name == names[0])
+        findings.append(Finding(
+            Severity.WARNING, FindingKind.SHARED_RISK, (group, *names),
+            f"{group}: {_are(names)} {'both' if len(names) == 2 else 'all'} from {shown}; a single "
+            f"carrier outage (as when one carrier's building lost power in the 2019 typhoons) "
+            f"takes down {_all(len(names))}."))
+    devices = shared(lambda c: c.parent)
+    for device, names in devices.items():
+        findings.append(Finding(
+            Severity.WARNING, FindingKind.SHARED_RISK, (group, *names, device),
+            f"{group}: {_names(names)} {'both' if len(names) == 2 else 'all'} end on device "
+            f"{device}; if that one router fails, the redundant lines go down with it."))
+    sites = shared(lambda c: c.site)
+    for site, names in sites.items():
+        kind = topology.config.sites[site].kind if site in topology.config.sites else None
+        place = "data centre" if kind == "datacenter" else "site"
+        findings.append(Finding(
+            Severity.INFO, FindingKind.SHARED_RISK, (group, *names),
+            f"{group}: {_names(names)} {'both' if len(names) == 2 else 'all'} land in {place} "
+            f"{site}; an outage there takes down {_all(len(names))}."))
+
+    # conduit, building, power, srlg: from the lines' tags and from their ends
+    holders: dict[tuple[str, str], dict[str, list[_Fact]]] = {}
+    for line in lines:
+        for fact in _line_facts(topology, line):
+            holders.setdefault((fact.key, fact.value), {}).setdefault(line.name, []).append(fact)
+    for (key, value), by_line in sorted(holders.items()):
+        names = [c.name for c in lines if c.name in by_line]
+        if len(names) < 2:
+            continue
+        facts = [f for n in names for f in by_line[n]]
+        comps = [topology.components[n] for n in names]
+        sources = {f.source for f in facts}
+        if sources == {"device"} and len({c.parent for c in comps}) == 1:
+            continue  # one router at the end of them all: already the finding above
+        if sources == {"landing"} and len({c.site for c in comps}) == 1:
+            continue  # one landing site: already the finding above
+        own = all(any(f.source == "line" for f in by_line[n]) for n in names)
+        origins = sorted({f.origin for f in facts})
+        what, consequence = _CONSEQUENCE[key]
+        findings.append(Finding(
+            Severity.WARNING if own else Severity.INFO, FindingKind.SHARED_RISK, (group, *names),
+            f"{group}: {_names(names)} {what.format(v=value)} (from {_names(origins)}); "
+            f"{consequence} {_all(len(names))}."))
+    return findings
+
+
+# -- single points of failure ------------------------------------------------------
+
+class _Routes:
+    """What every route to a component must cross, given the redundancy groups."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.memo: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self.visiting: set[str] = set()
+
+    def must_cross(self, element: str) -> tuple[frozenset[str], frozenset[str]]:
+        """(components on every route through `element`, redundant groups on the way)."""
+        if element in self.memo:
+            return self.memo[element]
+        if element in self.visiting:  # a loop the loader would have refused
+            return frozenset(), frozenset()
+        self.visiting.add(element)
+        topo = self.topology
+        if element in topo.groups:
+            members = [m for m in topo.groups[element].lines if m in topo.components]
+            crossings = [self.must_cross(m) for m in members]
+            if not crossings:
+                result: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+            elif len(crossings) == 1:
+                result = crossings[0]
+            else:
+                common = frozenset.intersection(*(c for c, _ in crossings))
+                groups = frozenset({element}).union(*(g for _, g in crossings))
+                result = (common, groups)
+        elif element in topo.components:
+            comp = topo.components[element]
+            mandatory, groups = {element}, set()
+            for hop in comp.path:
+                hop_must, hop_groups = self.must_cross(hop)
+                mandatory |= hop_must
+                groups |= hop_groups
+            result = (frozenset(mandatory), frozenset(groups))
+        else:
+            result = (frozenset(), frozenset())
+        self.visiting.discard(element)
+        self.memo[element] = result
+        return result
+
+
+def _single_points(topology: Topology) -> list[Finding]:
+    routes = _Routes(topology)
+    # a device or line that every route crosses -> the endpoints it cuts off, and the groups
+    # whose redundancy it sidesteps
+    cut_off: dict[str, list[str]] = {}
+    sidestepped: dict[str, set[str]] = {}
+    for endpoint in topology.of_kind(Kind.ENDPOINT):
+        mandatory, groups = routes.must_cross(endpoint.name)
+        if not groups:
+            continue  # no redundancy anywhere on the way: nothing promised, nothing to flag
+        for name in sorted(mandatory - {endpoint.name}):
+            comp = topology.components[name]
+            if comp.kind == Kind.LINE and comp.group in topology.groups and \
+                    len(topology.groups[comp.group].lines) > 1:
+                continue
+            cut_off.setdefault(name, []).append(endpoint.name)
+            sidestepped.setdefault(name, set()).update(groups)
+
+    findings = []
+    for name in sorted(cut_off, key=lambda n: (topology.components[n].kind != Kind.DEVICE, n)):
+        comp, endpoints = topology.components[name], cut_off[name]
+        they = "they are" if len(endpoints) > 1 else "it is"
+        groups = sorted(sidestepped[name])
+        ends_lines_of = [g for g in groups
+                         if all(topology.components[ln].parent == name
+                                for ln in topology.groups[g].lines if ln in topology.components)]
+        if comp.kind == Kind.DEVICE and ends_lines_of:
+            summary = (f"{name} is on every path to {_names(endpoints)}: the lines of "
+                       f"{_names(ends_lines_of)} all end on it, so the redundant lines do not "
+                       f"protect against its failure.")
+        elif comp.kind == Kind.DEVICE:
+            summary = (f"{name} is on every path to {_names(endpoints)}, even though "
+                       f"{_names(groups)} {'is' if len(groups) == 1 else 'are'} redundant; if "
+                       f"{name} fails {they} cut off.")
+        else:
+            summary = (f"{name} is a single line on every path to {_names(endpoints)}, beside the "
+                       f"redundant {_names(groups)}; if it fails {they} cut off.")
+        findings.append(Finding(Severity.INFO, FindingKind.SINGLE_POINT, (name, *endpoints), summary))
+    return findings
+
+
+def _backup_risks(topology: Topology) -> list[Finding]:
+    findings = []
+    for endpoint in topology.of_kind(Kind.ENDPOINT):
+        backup = topology.components.get(endpoint.backup or "")
+        if backup is None or backup.name == endpoint.name:
+            continue
+        pair = f"{endpoint.name} and its backup {backup.name}"
+        if endpoint.site is None or backup.site is None:
+            missing = _names([c.name for c in (endpoint, backup) if c.site is None])
+            findings.append(Finding(
+                Severity.INFO, FindingKind.SHARED_RISK, (endpoint.name, backup.name),
+                f"{pair} cannot be checked for a shared site: {missing} "
+                f"{'has' if ' and ' not in missing else 'have'} no site; declare one so the "
+                "audit can tell whether they fail together."))
+            continue
+        if endpoint.site == backup.site:
+            findings.append(Finding(
+                Severity.WARNING, FindingKind.SINGLE_POINT, (endpoint.name, backup.name),
+                f"{pair} are both in site {endpoint.site}; one outage there takes down both (as "
+                "when a ward lost its website and core systems in one data centre)."))
+            continue
+        primary = _site_facts(topology, endpoint.site) | {
+            k: v for k, v in endpoint.tags.items() if k in RISK_KEYS}
+        standby = _site_facts(topology, backup.site) | {
+            k: v for k, v in backup.tags.items() if k in RISK_KEYS}
+        for key in RISK_KEYS:
+            if key in primary and primary[key] == standby.get(key):
+                what, consequence = _CONSEQUENCE[key]
+                loud = key in ("building", "power")
+                findings.append(Finding(
+                    Severity.WARNING if loud else Severity.INFO, FindingKind.SINGLE_POINT,
+                    (endpoint.name, backup.name),
+                    f"{pair} {what.format(v=primary[key])} (sites {endpoint.site} and "
+                    f"{backup.site}); {consequence} both."))
+    return findings
+
+
+# -- identifiability ---------------------------------------------------------------
+
+def _unidentifiable(topology: Topology) -> list[Finding]:
+    from netprobe.plan import build_plan
+
+    covered: dict[str, frozenset[str]] = {}
+    visiting: set[str] = set()
+
+    def crossed(name: str) -> frozenset[str]:
+        """The component and everything before it; a group counts as all its lines."""
+        if name in covered:
+            return covered[name]
+        if name in visiting:
+            return frozenset()
+        visiting.add(name)
+        found = {name} if name in topology.components else set()
+        hops = topology.groups[name].lines if name in topology.groups else (
+            topology.components[name].path if name in topology.components else ())
+        for hop in hops:
+            found |= crossed(hop)
+        visiting.discard(name)
+        covered[name] = frozenset(found)
+        return covered[name]
+
+    probes_of: dict[str, set[str]] = {name: set() for name in topology.components}
+    for task in build_plan(topology):
+        for name in crossed(task.target):
+            probes_of.setdefault(name, set()).add(task.id)
+
+    findings = []
+    by_signature: dict[frozenset[str], list[str]] = {}
+    for name in topology.components:
+        signature = frozenset(probes_of[name])
+        if not signature:
+            findings.append(Finding(
+                Severity.INFO, FindingKind.UNIDENTIFIABLE, (name,),
+                f"no probe reaches {name}, so netprobe cannot say whether it works; "
+                f"{_probe_hint(topology, [name])}."))
+            continue
+        by_signature.setdefault(signature, []).append(name)
+    for signature, names in by_signature.items():
+        if len(names) < 2:
+            continue
+        ids = tuple(sorted(signature))
+        findings.append(Finding(
+            Severity.INFO, FindingKind.UNIDENTIFIABLE, tuple(names),
+            f"{_names(names)} are on exactly the same probes ({_names(ids)}), so when those "
+            f"fail netprobe cannot tell which of them is broken; {_probe_hint(topology, names)}.",
+            evidence=ids))
+    return findings
+
+
+def _probe_hint(topology: Topology, names: list[str]) -> str:
+    comps = [topology.components[n] for n in names]
+    kinds = {c.kind for c in comps}
+    if len(comps) == 1 and comps[0].kind == Kind.ENDPOINT:
+        return f"give {comps[0].name} a probe (icmp, tcp/PORT or dns)"
+    if kinds == {Kind.ENDPOINT, Kind.SERVICE} or kinds == {Kind.SERVICE}:
+        endpoint = next((c.name for c in comps if c.kind == Kind.ENDPOINT),
+                        comps[0].parent or comps[0].name)
+        return (f"add icmp to {endpoint}'s probes, so a host that is down can be told from a "
+                "service that is down")
+    if Kind.LINE in kinds:
+        lines = _names([c.name for c in comps if c.kind == Kind.LINE])
+        return (f"probe the far end of {lines} on its own (a far_end address that only that "
+                "line reaches)")
+    return ("add a device entry with the in-between router's address so it is probed on its "
+            "own, or a probe that crosses one of them but not the other")

@@ -1,0 +1,253 @@
+"""The static shared-risk audit, on small topologies built in Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from netprobe.config import Config, load_topology
+from netprobe.diagnosis.audit import audit
+from netprobe.diagnosis.model import Finding, FindingKind, Severity
+from netprobe.topology import Topology, build_topology
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "configs" / "example.yaml"
+
+
+def make_topology(*, sites: dict[str, Any] | None = None, devices: dict[str, Any] | None = None,
+                  lines: dict[str, Any] | None = None, endpoints: dict[str, Any] | None = None,
+                  groups: dict[str, Any] | None = None) -> Topology:
+    """A topology from plain dicts, with the defaults of a clean two-carrier setup."""
+    config = {
+        "version": 1,
+        "sites": sites if sites is not None else {
+            "dc-east": {"kind": "datacenter", "building": "east-hall", "power": "grid-east"},
+            "dc-west": {"kind": "datacenter", "building": "west-hall", "power": "grid-west"},
+        },
+        "devices": devices if devices is not None else {
+            "ce-a": {"address": "192.0.2.1"},
+            "ce-b": {"address": "192.0.2.2"},
+        },
+        "lines": lines if lines is not None else {
+            "leased-a": {"device": "ce-a", "far_end": "198.51.100.1", "carrier": "carrier-a",
+                         "group": "wan", "priority": 1, "site": "dc-east"},
+            "broadband-b": {"device": "ce-b", "far_end": "198.51.100.5", "carrier": "carrier-b",
+                            "group": "wan", "priority": 2, "site": "dc-west"},
+        },
+        "groups": groups or {},
+        "endpoints": endpoints if endpoints is not None else {
+            "web": {"address": "203.0.113.10", "site": "dc-east", "path": ["wan"],
+                    "probes": ["icmp", "tcp/443"], "backup": "web-dr"},
+            "web-dr": {"address": "203.0.113.80", "site": "dc-west", "path": ["wan"],
+                       "probes": ["icmp", "tcp/443"]},
+        },
+    }
+    return build_topology(Config.model_validate(config), "t.yaml")
+
+
+def two_lines(**changes: dict[str, Any]) -> dict[str, Any]:
+    lines = {
+        "leased-a": {"device": "ce-a", "far_end": "198.51.100.1", "carrier": "carrier-a",
+                     "group": "wan", "priority": 1, "site": "dc-east"},
+        "broadband-b": {"device": "ce-b", "far_end": "198.51.100.5", "carrier": "carrier-b",
+                        "group": "wan", "priority": 2, "site": "dc-west"},
+    }
+    for name, fields in changes.items():
+        lines[name.replace("_", "-")] = {**lines[name.replace("_", "-")], **fields}
+    return lines
+
+
+def of_kind(findings: list[Finding], kind: FindingKind) -> list[Finding]:
+    return [f for f in findings if f.kind == kind]
+
+
+def test_a_clean_topology_has_no_findings():
+    assert audit(make_topology()) == []
+
+
+def test_same_carrier_is_a_warning_naming_group_lines_and_carrier():
+    topo = make_topology(lines=two_lines(broadband_b={"carrier": "Carrier-A"}))
+    assert audit(topo) == [Finding(
+        Severity.WARNING, FindingKind.SHARED_RISK, ("wan", "leased-a", "broadband-b"),
+        "wan: leased-a and broadband-b are both from carrier-a; a single carrier outage (as when "
+        "one carrier's building lost power in the 2019 typhoons) takes down both.")]
+
+
+def test_three_lines_two_from_one_carrier_names_only_those_two():
+    lines = two_lines()
+    lines["lte-c"] = {"device": "ce-b", "far_end": "198.51.100.9", "carrier": "carrier-a",
+                      "group": "wan", "priority": 3}
+    findings = of_kind(audit(make_topology(lines=lines)), FindingKind.SHARED_RISK)
+    carrier = [f for f in findings if "carrier-a" in f.summary]
+    assert [f.components for f in carrier] == [("wan", "leased-a", "lte-c")]
+    device = [f for f in findings if "end on device" in f.summary]
+    assert [f.components for f in device] == [("wan", "broadband-b", "lte-c", "ce-b")]
+
+
+def test_lines_on_one_router_are_a_shared_risk_and_the_router_a_single_point():
+    topo = make_topology(lines=two_lines(broadband_b={"device": "ce-a"}))
+    findings = audit(topo)
+    assert of_kind(findings, FindingKind.SHARED_RISK) == [Finding(
+        Severity.WARNING, FindingKind.SHARED_RISK, ("wan", "leased-a", "broadband-b", "ce-a"),
+        "wan: leased-a and broadband-b both end on device ce-a; if that one router fails, the "
+        "redundant lines go down with it.")]
+    assert of_kind(findings, FindingKind.SINGLE_POINT) == [Finding(
+        Severity.INFO, FindingKind.SINGLE_POINT, ("ce-a", "web", "web-dr"),
+        "ce-a is on every path to web and web-dr: the lines of wan all end on it, so the "
+        "redundant lines do not protect against its failure.")]
+
+
+def test_same_landing_site_is_info():
+    topo = make_topology(lines=two_lines(broadband_b={"site": "dc-east"}))
+    assert audit(topo) == [Finding(
+        Severity.INFO, FindingKind.SHARED_RISK, ("wan", "leased-a", "broadband-b"),
+        "wan: leased-a and broadband-b both land in data centre dc-east; an outage there takes "
+        "down both.")]
+
+
+def test_a_conduit_named_on_both_lines_is_a_warning():
+    topo = make_topology(lines=two_lines(leased_a={"tags": {"conduit": "river-bridge"}},
+                                         broadband_b={"tags": {"conduit": "river-bridge"}}))
+    assert audit(topo) == [Finding(
+        Severity.WARNING, FindingKind.SHARED_RISK, ("wan", "leased-a", "broadband-b"),
+        "wan: leased-a and broadband-b both run through conduit river-bridge (from line tags); "
+        "one cut there (a flood, a digger) takes down both.")]
+
+
+def test_different_conduits_are_fine():
+    topo = make_topology(lines=two_lines(leased_a={"tags": {"conduit": "north"}},
+                                         broadband_b={"tags": {"conduit": "south"}}))
+    assert audit(topo) == []
+
+
+def test_power_shared_by_two_landing_sites_is_info():
+    sites = {"dc-east": {"kind": "datacenter", "power": "substation-2"},
+             "dc-west": {"kind": "datacenter", "power": "substation-2"}}
+    topo = make_topology(sites=sites)
+    risks = of_kind(audit(topo), FindingKind.SHARED_RISK)
+    assert risks == [Finding(
+        Severity.INFO, FindingKind.SHARED_RISK, ("wan", "leased-a", "broadband-b"),
+        "wan: leased-a and broadband-b both depend on power feed substation-2 (from site dc-east "
+        "and site dc-west); one power failure (as in the 2019 typhoons) takes down both.")]
+
+
+def test_facts_of_one_shared_router_are_not_said_twice():
+    devices = {"ce-a": {"address": "192.0.2.1", "tags": {"power": "ups-1"}},
+               "ce-b": {"address": "192.0.2.2"}}
+    topo = make_topology(devices=devices, lines=two_lines(broadband_b={"device": "ce-a"}))
+    summaries = [f.summary for f in of_kind(audit(topo), FindingKind.SHARED_RISK)]
+    assert len(summaries) == 1 and "end on device ce-a" in summaries[0]
+
+
+def test_routers_in_one_building_with_an_srlg_tag():
+    devices = {"ce-a": {"address": "192.0.2.1", "tags": {"srlg": "hq-riser"}},
+               "ce-b": {"address": "192.0.2.2", "tags": {"srlg": "hq-riser"}}}
+    [finding] = audit(make_topology(devices=devices))
+    assert finding.severity == Severity.INFO and finding.kind == FindingKind.SHARED_RISK
+    assert finding.summary == (
+        "wan: leased-a and broadband-b are both in shared risk group hq-riser (from device ce-a "
+        "and device ce-b); one failure in that group takes down both.")
+
+
+def test_a_device_after_the_group_and_a_lone_line_are_single_points():
+    devices = {"ce-a": {"address": "192.0.2.1"}, "ce-b": {"address": "192.0.2.2"},
+               "dc-edge": {"address": "203.0.113.1", "path": ["wan"]}}
+    lines = two_lines()
+    lines["cloud-link"] = {"device": "dc-edge", "far_end": "198.51.100.9"}
+    endpoints = {
+        "app": {"address": "203.0.113.10", "path": ["wan", "dc-edge"], "probes": ["icmp"]},
+        "mail": {"address": "203.0.113.25", "path": ["wan", "dc-edge", "cloud-link"],
+                 "probes": ["icmp"]},
+    }
+    findings = audit(make_topology(devices=devices, lines=lines, endpoints=endpoints))
+    assert of_kind(findings, FindingKind.SINGLE_POINT) == [
+        Finding(Severity.INFO, FindingKind.SINGLE_POINT, ("dc-edge", "app", "mail"),
+                "dc-edge is on every path to app and mail, even though wan is redundant; if "
+                "dc-edge fails they are cut off."),
+        Finding(Severity.INFO, FindingKind.SINGLE_POINT, ("cloud-link", "mail"),
+                "cloud-link is a single line on every path to mail, beside the redundant wan; if "
+                "it fails it is cut off."),
+    ]
+
+
+def test_no_redundancy_on_the_way_means_no_single_point_findings():
+    endpoints = {"app": {"address": "203.0.113.10", "path": ["ce-a", "leased-a"],
+                         "probes": ["icmp"]}}
+    assert of_kind(audit(make_topology(endpoints=endpoints)), FindingKind.SINGLE_POINT) == []
+
+
+def test_a_group_of_one_line():
+    lines = two_lines(broadband_b={"group": None})
+    findings = of_kind(audit(make_topology(lines=lines)), FindingKind.SINGLE_POINT)
+    assert Finding(Severity.INFO, FindingKind.SINGLE_POINT, ("wan", "leased-a"),
+                   "wan has only one line (leased-a); there is nothing to fail over to.") in findings
+
+
+def test_backup_in_the_same_site_is_a_warning():
+    endpoints = {
+        "web": {"address": "203.0.113.10", "site": "dc-east", "path": ["wan"],
+                "probes": ["icmp"], "backup": "web-dr"},
+        "web-dr": {"address": "203.0.113.80", "site": "dc-east", "path": ["wan"],
+                   "probes": ["icmp"]},
+    }
+    assert audit(make_topology(endpoints=endpoints)) == [Finding(
+        Severity.WARNING, FindingKind.SINGLE_POINT, ("web", "web-dr"),
+        "web and its backup web-dr are both in site dc-east; one outage there takes down both (as "
+        "when a ward lost its website and core systems in one data centre).")]
+
+
+def test_backup_in_another_site_of_the_same_building_or_power():
+    sites = {"dc-east": {"kind": "datacenter", "building": "tower", "power": "grid-1",
+                         "conduit": "duct-9"},
+             "dc-west": {"kind": "datacenter", "building": "tower", "power": "grid-1",
+                         "conduit": "duct-9"}}
+    findings = of_kind(audit(make_topology(sites=sites)), FindingKind.SINGLE_POINT)
+    assert [(f.severity, f.summary) for f in findings] == [
+        (Severity.INFO, "web and its backup web-dr both run through conduit duct-9 (sites dc-east "
+                        "and dc-west); one cut there (a flood, a digger) takes down both."),
+        (Severity.WARNING, "web and its backup web-dr both depend on building tower (sites dc-east "
+                           "and dc-west); one building outage (fire, flood, power) takes down both."),
+        (Severity.WARNING, "web and its backup web-dr both depend on power feed grid-1 (sites "
+                           "dc-east and dc-west); one power failure (as in the 2019 typhoons) takes "
+                           "down both."),
+    ]
+
+
+def test_backup_without_a_site_cannot_be_checked():
+    endpoints = {
+        "web": {"address": "203.0.113.10", "site": "dc-east", "path": ["wan"],
+                "probes": ["icmp"], "backup": "web-dr"},
+        "web-dr": {"address": "203.0.113.80", "path": ["wan"], "probes": ["icmp"]},
+    }
+    assert audit(make_topology(endpoints=endpoints)) == [Finding(
+        Severity.INFO, FindingKind.SHARED_RISK, ("web", "web-dr"),
+        "web and its backup web-dr cannot be checked for a shared site: web-dr has no site; "
+        "declare one so the audit can tell whether they fail together.")]
+
+
+def test_an_endpoint_probed_only_by_its_service_is_unidentifiable():
+    endpoints = {"web": {"address": "203.0.113.10", "path": ["ce-a", "leased-a"],
+                         "probes": ["tcp/443"]}}
+    assert audit(make_topology(endpoints=endpoints)) == [Finding(
+        Severity.INFO, FindingKind.UNIDENTIFIABLE, ("web", "web/tcp/443"),
+        "web and web/tcp/443 are on exactly the same probes (web/tcp/443), so when those fail "
+        "netprobe cannot tell which of them is broken; add icmp to web's probes, so a host that "
+        "is down can be told from a service that is down.", evidence=("web/tcp/443",))]
+
+
+def test_an_endpoint_with_no_probes_is_reported():
+    endpoints = {"web": {"address": "203.0.113.10", "path": ["ce-a"], "probes": []}}
+    assert audit(make_topology(endpoints=endpoints)) == [Finding(
+        Severity.INFO, FindingKind.UNIDENTIFIABLE, ("web",),
+        "no probe reaches web, so netprobe cannot say whether it works; give web a probe "
+        "(icmp, tcp/PORT or dns).")]
+
+
+def test_the_example_audit():
+    findings = audit(load_topology(EXAMPLE))
+    assert findings == audit(load_topology(EXAMPLE))  # pure: same input, same answer
+    warnings = [f for f in findings if f.severity == Severity.WARNING]
+    assert [(f.kind, f.components) for f in warnings] == [
+        (FindingKind.SHARED_RISK, ("dc-wan", "leased-a", "broadband-b", "ce-hq"))]
+    single = {f.components[0] for f in of_kind(findings, FindingKind.SINGLE_POINT)}
+    assert single == {"ce-hq", "dc-edge", "dc-cloud-gw", "cloud-link"}
+    assert all(f.summary.endswith(".") and "\n" not in f.summary for f in findings)
