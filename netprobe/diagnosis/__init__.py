@@ -3,6 +3,23 @@
 `diagnose` localises failures (boolean network tomography), judges services,
 gives each redundancy group its failover verdict, and adds the static
 shared-risk audit. `rediagnose` does the same from a saved report.
+
+Decisions worth knowing:
+- `explanations` holds only the minimum-size sets; more than one means the
+  evidence cannot tell them apart. A group name in an explanation stands for
+  "the line carrying traffic through it" when no trace showed which it is.
+- A probe with any reply gets through: a lossy line is degraded, never down.
+  Loss at or above `crit` with some replies, or RTT above `crit`, is degraded
+  with a critical finding.
+- A trace that stops short blames nobody (firewalls drop what it relies on).
+- A failed probe whose whole path other probes prove up (ICMP filtered while
+  the TCP port answers) leaves the target up, with the silence in its reason.
+- A down line whose group still carries traffic (failed over, redundancy
+  lost, failback pending) is a warning, not a critical: the group finding
+  says what it costs. Ambiguity about a failure is critical: something is down.
+- Findings that could not be measured are `not_measured` (status UNKNOWN);
+  they are raised only for components left unknown, and for groups whose
+  traces could not run.
 """
 
 from __future__ import annotations

@@ -65,11 +65,16 @@ class _Group:
         st = self.states.get(line)
         return st.state if st else State.UNKNOWN
 
-    def line_text(self, line: str) -> str:
+    def line_text(self, line: str, verb: str = "") -> str:
+        """'leased-a (carrier-a) far end 198.51.100.1: 0/3 replies' ('... is up (3/3, 1.0 ms)')."""
         comp = self.t.components[line]
         r = self.line_probe.get(line)
+        if r is not None and verb:
+            return f"{describe(comp)} {verb} ({observed(r)})"
         if r is not None:
             return f"{describe(comp)}: {observed(r)}"
+        if verb:
+            return f"{describe(comp)} {verb}"
         return f"{describe(comp)}: {self.states[line].reason}" if line in self.states else line
 
     def voters(self, line: str) -> list[str]:
@@ -208,7 +213,7 @@ def _with_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, State],
         manual = g.failback == "manual"
         tail = ("failback is manual, so this is expected until an operator switches back"
                 if manual else "failback is automatic and has not happened")
-        summary = f"{c.line_text(pref)} is up, but {to} still goes via {active}; {tail}."
+        summary = f"{c.line_text(pref, 'is up')}, but {to} still goes via {active}; {tail}."
         sev = Severity.INFO if manual else Severity.WARNING
         return (Verdict.FAILBACK_PENDING, f"{pref} is up but traffic still goes via {active} "
                 f"(failback {g.failback})", active,

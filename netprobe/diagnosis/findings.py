@@ -315,8 +315,9 @@ class _Assessor:
         if not results:
             return self._state(comp, State.UNKNOWN, "not probed in this run", "not_probed")
         r = results[0]
+        hidden = host is not None and (host_state == State.DOWN or host.cause == "unobservable")
         if not r.measured:
-            if host and host_state in (State.DOWN,) or (host and host.cause == "unobservable"):
+            if hidden:
                 return self._behind_host(comp, host)
             return self._state(comp, State.UNKNOWN, f"not measured: {r.message or r.error}",
                                "not_measured")
@@ -338,7 +339,7 @@ class _Assessor:
                                text=f"{observed(r)}, {host_text}")
         if comp.name in self.loc.ambiguous:
             return self._state(comp, State.UNKNOWN, self._ambiguous_reason(comp.name), "ambiguous")
-        if host is not None and host_state == State.DOWN or (host and host.cause == "unobservable"):
+        if hidden:
             return self._behind_host(comp, host)
         if comp.name in self.loc.unsolved:
             return self._state(comp, State.UNKNOWN,
