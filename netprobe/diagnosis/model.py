@@ -70,6 +70,11 @@ class FindingKind(StrEnum):
     NOT_MEASURED = "not_measured"
 
 
+# Findings of the static audit: facts about the design, true whatever the network does.
+STATIC_KINDS = frozenset({FindingKind.SHARED_RISK, FindingKind.SINGLE_POINT,
+                          FindingKind.UNIDENTIFIABLE})
+
+
 @dataclass(frozen=True)
 class ComponentState:
     name: str
@@ -151,13 +156,18 @@ class Diagnosis:
                 return g
         return None
 
-    def status(self, fail_on: Severity = Severity.WARNING) -> Status:
+    def status(self, fail_on: Severity = Severity.WARNING, static: bool = False) -> Status:
         """Overall status: the worst finding, with unmeasured parts as UNKNOWN.
 
-        `fail_on=critical` lets CI treat warnings as OK.
+        `fail_on=critical` lets CI treat warnings as OK. Static audit findings
+        (shared risk, single points of failure) describe the design, not the
+        moment: they count only with `static=True` (`netprobe validate`), so a
+        cron check does not stay at WARNING for a fact nobody can fix tonight.
         """
         worst = Status.OK
         for f in self.findings:
+            if f.kind in STATIC_KINDS and not static:
+                continue
             if f.kind == FindingKind.NOT_MEASURED:
                 s = Status.UNKNOWN
             elif f.severity == Severity.CRITICAL:
