@@ -338,6 +338,24 @@ def history(
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+@app.command()
+@handles_errors
+def demo(
+    where: Annotated[str, typer.Argument(
+        help="lab: the namespace lab (root): healthy, primary cut, failover frozen. "
+        "local: loopback listeners, no root.", metavar="lab|local")] = "lab",
+) -> None:
+    """Run the main job end to end on targets the demo itself creates, then clean up."""
+    from netprobe.demo import run_lab_demo, run_local_demo
+    from netprobe.ui import stdout_console
+
+    if where == "lab":
+        raise typer.Exit(run_lab_demo(stdout_console()))
+    if where == "local":
+        raise typer.Exit(run_local_demo(stdout_console()))
+    raise NetprobeError(f"demo {where}: use `netprobe demo lab` (root) or `netprobe demo local`")
+
+
 def _mount_subcommands() -> None:
     from netprobe.lab.cli import app as lab_app
 

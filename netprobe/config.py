@@ -193,6 +193,7 @@ class DnsCheck(Frozen):
     type: Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "PTR", "SRV"] = "A"
     expect: list[str] | None = None
     server: Address | None = Field(None, description="default: the endpoint's address")
+    port: int = Field(53, ge=1, le=65535, description="the server's port")
 
 
 class TraceCheck(Frozen):
@@ -853,15 +854,8 @@ def _device_loops(cfg: Config, where: _Where, group_users: dict[str, list[str]])
         name: [(d, i) for i, element in enumerate(dev.path) for d in devices_of(element)
                if d in cfg.devices]
         for name, dev in cfg.devices.items()}
-    reported: set[str] = set()
     problems = []
-    for start in cfg.devices:
-        if start in reported:
-            continue
-        cycle = _find_loop(start, edges, reported)
-        if cycle is None:
-            continue
-        reported.update(name for name, _ in cycle)
+    for cycle in _find_loops(list(cfg.devices), edges):
         first, index = cycle[0]
         hops = [first]
         for position, (device, path_index) in enumerate(cycle):
@@ -875,30 +869,43 @@ def _device_loops(cfg: Config, where: _Where, group_users: dict[str, list[str]])
     return problems
 
 
-def _find_loop(start: str, edges: dict[str, list[tuple[str, int]]],
-               skip: set[str]) -> list[tuple[str, int]] | None:
-    """A walk start -> ... -> start as [(device, index in its path of the next hop)], or None.
+def _find_loops(nodes: list[str],
+                edges: dict[str, list[tuple[str, int]]]) -> list[list[tuple[str, int]]]:
+    """Loops among devices, each as [(device, index in its path of the hop to the next)].
 
-    Iterative depth-first search: a long chain of devices must not reach the
-    recursion limit.
+    One depth-first search over everything (linear in devices and path
+    entries, with its own stack so a long chain cannot reach the recursion
+    limit); a loop is reported when the search meets a device still on its
+    trail, unless that loop shares a device with one already reported.
     """
-    trail: list[list[Any]] = [[start, 0]]  # [device, next edge to try]
-    visited = {start}
-    while trail:
-        frame = trail[-1]
-        out = edges.get(frame[0], [])
-        if frame[1] >= len(out):
-            trail.pop()
+    done: set[str] = set()
+    loops: list[list[tuple[str, int]]] = []
+    in_a_loop: set[str] = set()
+    for root in nodes:
+        if root in done:
             continue
-        nxt, _ = out[frame[1]]
-        frame[1] += 1
-        if nxt == start:
-            return [(device, edges[device][taken - 1][1]) for device, taken in trail]
-        if nxt in visited or nxt in skip:
-            continue
-        visited.add(nxt)
-        trail.append([nxt, 0])
-    return None
+        trail: list[list[Any]] = [[root, 0]]  # [device, next edge to try]
+        position = {root: 0}
+        while trail:
+            frame = trail[-1]
+            out = edges.get(frame[0], [])
+            if frame[1] >= len(out):
+                done.add(frame[0])
+                del position[frame[0]]
+                trail.pop()
+                continue
+            nxt, _ = out[frame[1]]
+            frame[1] += 1
+            if nxt in position:  # back to a device on the trail: a loop
+                loop = [(device, edges[device][taken - 1][1])
+                        for device, taken in trail[position[nxt]:]]
+                if not in_a_loop.intersection(d for d, _ in loop):
+                    loops.append(loop)
+                    in_a_loop.update(d for d, _ in loop)
+            elif nxt not in done:
+                position[nxt] = len(trail)
+                trail.append([nxt, 0])
+    return loops
 
 
 def _format_problems(source: str, problems: list[_Problem], root: Any) -> list[str]:

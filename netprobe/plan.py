@@ -67,7 +67,7 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
                 dns_common = dict(common)
                 if chk.server:
                     dns_common.update(address=chk.server, host=None)
-                tasks.append(ProbeTask(id=svc, kind="dns", target=svc, port=53, params=params,
+                tasks.append(ProbeTask(id=svc, kind="dns", target=svc, port=chk.port, params=params,
                                        **dns_common))
             elif isinstance(spec, TraceSpec):
                 tasks.append(_trace_task(name, ep.probes, spec, common))
