@@ -34,8 +34,9 @@ class Report:
     fail_on: Severity = Severity.WARNING
     extra: dict[str, Any] = field(default_factory=dict)
     # The config's loss/RTT thresholds, for formats that print them beside the
-    # measurements (Nagios perfdata warn;crit). Defaults to the config defaults.
-    thresholds: Thresholds = field(default_factory=Thresholds)
+    # measurements (Nagios perfdata warn;crit). None: taken from the embedded
+    # topology in `extra` if there is one, else the config defaults.
+    thresholds: Thresholds | None = None
 
     @property
     def exit_code(self) -> int:
@@ -85,5 +86,4 @@ def build_report(vantage: str, config: str, evidence: Evidence, diagnosis: Diagn
     if evidence.interrupted and status.rank < Status.UNKNOWN.rank:
         status = Status.UNKNOWN  # an interrupted run cannot vouch for what it did not measure
     return Report(vantage=vantage, config=config, evidence=evidence, diagnosis=diagnosis,
-                  status=status, fail_on=fail_on, extra=dict(extra),
-                  thresholds=thresholds if thresholds is not None else Thresholds())
+                  status=status, fail_on=fail_on, extra=dict(extra), thresholds=thresholds)

@@ -1,0 +1,138 @@
+"""Nagios / Icinga plugin output (monitoring-plugins guidelines).
+
+    NETPROBE CRITICAL - 2 critical: line_down leased-a; ... | 'dc-app_rtt'=1.2ms;150;1000;0 ...
+    [critical] Line leased-a is down: ...        <- long text, one line per finding
+    group dc-wan: failed_over, active broadband-b | 'dc-app_loss'=0%;10;100;0;100
+    'intra-dns_rtt'=...                          <- the rest of the perfdata
+
+The first line stays under `FIRST_LINE_MAX` characters: the summary names the
+worst findings and says how many more there are; perfdata that does not fit
+goes after the long text, where Nagios and Icinga read it too. Perfdata per
+probe (traces excepted): `LABEL_rtt` in ms and `LABEL_loss` in %, with warn
+and crit from the config thresholds; `U` when the probe could not measure.
+LABEL is the target for ICMP probes (a device, a line, an endpoint) and the
+probe id for the others (`dc-app/tcp/443`).
+"""
+
+from __future__ import annotations
+
+from netprobe.config import Thresholds
+from netprobe.diagnosis.model import FindingKind, Severity, State, Status
+from netprobe.report.common import sorted_findings
+from netprobe.report.model import Report
+
+FIRST_LINE_MAX = 200
+SUMMARY_MAX = 120  # of the first line, for the text before the perfdata
+
+
+def _num(value: float) -> str:
+    """Plain decimal, no exponent, no trailing zeros: 1.2, 150, 0.035."""
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def _label(name: str) -> str:
+    # Quote every label; a quote inside is doubled, '=' cannot appear at all.
+    return "'" + name.replace("=", "_").replace("'", "''") + "'"
+
+
+def _text(value: str) -> str:
+    # A '|' in plugin text would start the perfdata; newlines would start long text.
+    return value.replace("|", "/").replace("\n", " ").strip()
+
+
+def thresholds_of(report: Report) -> Thresholds:
+    """The run's thresholds: given to the report, else those of the topology
+    embedded in it (`check` embeds it), else the config defaults."""
+    if report.thresholds is not None:
+        return report.thresholds
+    topology = report.extra.get("topology")
+    if isinstance(topology, dict):
+        embedded = (topology.get("defaults") or {}).get("thresholds")
+        if isinstance(embedded, dict):
+            try:
+                return Thresholds.model_validate(embedded)
+            except ValueError:  # pydantic.ValidationError; a damaged copy is not fatal here
+                pass
+    return Thresholds()
+
+
+def perfdata(report: Report) -> list[str]:
+    th = thresholds_of(report)
+    rtt_w, rtt_c = _num(th.rtt.warn * 1000), _num(th.rtt.crit * 1000)
+    loss_w, loss_c = _num(th.loss.warn * 100), _num(th.loss.crit * 100)
+    items = [f"'duration'={_num(report.evidence.duration_s)}s;;;0"]
+    for p in report.evidence.results:
+        if p.kind == "trace":  # a trace's RTTs are per hop, not a health figure
+            continue
+        base = p.target if p.kind == "icmp" else p.id
+        if not p.measured:
+            items += [f"{_label(base + '_rtt')}=U", f"{_label(base + '_loss')}=U"]
+            continue
+        rtt = "U" if p.rtt_avg_ms is None else f"{_num(p.rtt_avg_ms)}ms"
+        items.append(f"{_label(base + '_rtt')}={rtt};{rtt_w};{rtt_c};0")
+        if p.loss_ratio is not None:
+            items.append(f"{_label(base + '_loss')}={_num(p.loss_ratio * 100)}%;"
+                         f"{loss_w};{loss_c};0;100")
+    return items
+
+
+def summary(report: Report) -> str:
+    """'2 critical, 1 warning: line_down leased-a; failover_failed dc-wan; +1 more'."""
+    findings = sorted_findings(report.findings)
+    counts = [f"{n} {sev}" for sev in Severity
+              if sev != Severity.INFO and (n := sum(f.severity == sev for f in findings))]
+    not_measured = sum(f.kind == FindingKind.NOT_MEASURED for f in findings)
+    if report.status == Status.UNKNOWN:
+        worst = [f for f in findings if f.kind == FindingKind.NOT_MEASURED] or findings
+        if not_measured:
+            counts.insert(0, f"{not_measured} not measured")
+        if report.evidence.interrupted:
+            counts.insert(0, "run interrupted")
+    elif report.status == Status.OK:
+        up = sum(c.state in (State.UP, State.DEGRADED) for c in report.components)
+        text = f"{up}/{len(report.components)} components up"
+        if report.groups:
+            nominal = sum(str(g.verdict) == "nominal" for g in report.groups)
+            text += f", {nominal}/{len(report.groups)} groups nominal"
+        if counts:
+            text += f" ({', '.join(counts)} tolerated)"
+        return _text(text)
+    else:
+        worst_sev = Severity.CRITICAL if report.status == Status.CRITICAL else Severity.WARNING
+        worst = [f for f in findings if f.severity == worst_sev]
+    head = ", ".join(counts) or "no findings"
+    items = [f"{f.kind} {','.join(f.components)}" if f.components else str(f.kind) for f in worst]
+    text = _text(head) + ": " if items else _text(head)
+    for shown, item in enumerate(items):
+        more = len(items) - shown - 1
+        tail = f"; +{more} more" if more else ""
+        piece = ("; " if shown else "") + _text(item)
+        if shown and len(text) + len(piece) + len(tail) > SUMMARY_MAX:
+            return text + f"; +{len(items) - shown} more"
+        text += piece
+    return text[:SUMMARY_MAX]
+
+
+def long_text(report: Report) -> list[str]:
+    lines = [_text(f"[{f.severity}] {f.summary}") for f in sorted_findings(report.findings)]
+    for g in report.groups:
+        lines.append(_text(f"group {g.name}: {g.verdict}, active {g.active or 'not known'}"))
+    if not lines:
+        lines.append(f"{len(report.components)} components checked, no findings")
+    return lines
+
+
+def render_nagios(report: Report) -> str:
+    first = f"NETPROBE {str(report.status).upper()} - {summary(report)}"
+    perf = perfdata(report)
+    head_perf: list[str] = []
+    while perf and len(first) + 3 + len(" ".join([*head_perf, perf[0]])) <= FIRST_LINE_MAX:
+        head_perf.append(perf.pop(0))
+    if head_perf:
+        first += " | " + " ".join(head_perf)
+    lines = [first, *long_text(report)]
+    if perf:  # the rest: after the last long-text line's '|', then one per line
+        lines[-1] += " | " + perf[0]
+        lines += perf[1:]
+    return "\n".join(lines) + "\n"

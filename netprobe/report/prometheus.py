@@ -1,0 +1,112 @@
+"""Prometheus text exposition, for node_exporter's textfile collector.
+
+Every sample carries a `vantage` label, so files from several vantage points
+can be scraped side by side. Metrics:
+
+- `netprobe_probe_success{probe,component,kind}`: 1 when the probe got what it
+  asked for, 0 when the network said no. A probe that could not be measured
+  (no privilege, skipped) has no success sample: 0 would claim "down". It
+  shows in `netprobe_probe_measured` = 0 instead. `kind` is the probe kind.
+- `netprobe_probe_loss_ratio`, `netprobe_probe_rtt_seconds{stat=min|avg|max}`:
+  present only when measured (RTT only when something came back).
+- `netprobe_component_state{component,kind,state}`: one-hot over up, degraded,
+  down, unknown; `kind` is the component kind.
+- `netprobe_group_verdict{group,verdict}`: one-hot over the seven verdicts.
+- `netprobe_group_active_line{group,line}`: 1 for the line carrying traffic,
+  0 for the others; all 0 when the active line is not known.
+- `netprobe_findings{severity}`: number of findings of each severity.
+- `netprobe_run_duration_seconds`, `netprobe_run_status` (the exit code:
+  0 ok, 1 warning, 2 critical, 3 unknown), `netprobe_last_run_timestamp_seconds`
+  (when the run finished, for staleness alerts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from netprobe.diagnosis.model import Severity, State, Verdict
+from netprobe.evidence import Outcome
+from netprobe.report.model import Report
+
+PREFIX = "netprobe"
+
+
+class ReportCollector(Collector):
+    """Exposes one finished report; the registry asks it once per render."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+
+    def collect(self) -> Iterator[Metric]:
+        r = self.report
+        v = r.vantage
+
+        def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=["vantage", *labels])
+
+        success = gauge("probe_success", "1 if the probe got what it asked for, 0 if the "
+                        "network said no; absent when not measured",
+                        ["probe", "component", "kind"])
+        measured = gauge("probe_measured", "1 if the probe could be run, 0 if netprobe "
+                         "could not measure (no privilege, skipped, internal error)",
+                         ["probe", "component", "kind"])
+        loss = gauge("probe_loss_ratio", "Fraction of attempts that got no answer",
+                     ["probe", "component", "kind"])
+        rtt = gauge("probe_rtt_seconds", "Round-trip time of the answers, by statistic",
+                    ["probe", "component", "kind", "stat"])
+        for p in r.evidence.results:
+            labels = [v, p.id, p.target, p.kind]
+            measured.add_metric(labels, 1.0 if p.measured else 0.0)
+            if not p.measured:
+                continue
+            success.add_metric(labels, 1.0 if p.outcome == Outcome.OK else 0.0)
+            if p.loss_ratio is not None:
+                loss.add_metric(labels, p.loss_ratio)
+            for stat, value_ms in (("min", p.rtt_min_ms), ("avg", p.rtt_avg_ms),
+                                   ("max", p.rtt_max_ms)):
+                if value_ms is not None:
+                    rtt.add_metric([*labels, stat], value_ms / 1000.0)
+        yield from (success, measured, loss, rtt)
+
+        state = gauge("component_state", "1 for the component's current state, 0 for the "
+                      "others", ["component", "kind", "state"])
+        for c in r.components:
+            for s in State:
+                state.add_metric([v, c.name, c.kind, str(s)], 1.0 if c.state == s else 0.0)
+        yield state
+
+        verdict = gauge("group_verdict", "1 for the redundancy group's current verdict, 0 for "
+                        "the others", ["group", "verdict"])
+        active = gauge("group_active_line", "1 for the line carrying the group's traffic",
+                       ["group", "line"])
+        for g in r.groups:
+            for vd in Verdict:
+                verdict.add_metric([v, g.name, str(vd)], 1.0 if g.verdict == vd else 0.0)
+            for line in g.lines:
+                active.add_metric([v, g.name, line], 1.0 if g.active == line else 0.0)
+        yield from (verdict, active)
+
+        findings = gauge("findings", "Number of findings of each severity", ["severity"])
+        for sev in Severity:
+            findings.add_metric([v, str(sev)], float(sum(f.severity == sev for f in r.findings)))
+        yield findings
+
+        duration = gauge("run_duration_seconds", "How long the run took", [])
+        duration.add_metric([v], r.evidence.duration_s)
+        status = gauge("run_status", "Exit code of the run: 0 ok, 1 warning, 2 critical, "
+                       "3 unknown", [])
+        status.add_metric([v], float(r.exit_code))
+        finished = gauge("last_run_timestamp_seconds", "When the run finished, seconds since "
+                         "the epoch", [])
+        finished.add_metric([v], r.evidence.started_at + r.evidence.duration_s)
+        yield from (duration, status, finished)
+
+
+def render_prometheus(report: Report) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReportCollector(report))
+    return generate_latest(registry).decode("utf-8")

@@ -1,0 +1,139 @@
+"""The rich table a person reads in a terminal (and, uncoloured, in a .txt file).
+
+Colour comes from rich's styles only, so a console that is not a terminal
+(a pipe, a file, cron mail) gets plain text with no escape codes.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from netprobe.diagnosis.model import Severity, State, Status, Verdict
+from netprobe.report.common import (
+    fmt_duration_s,
+    fmt_ms,
+    fmt_ratio,
+    sorted_findings,
+    status_title,
+)
+from netprobe.report.model import Report
+
+STATUS_STYLE = {Status.OK: "bold green", Status.WARNING: "bold yellow",
+                Status.CRITICAL: "bold red", Status.UNKNOWN: "bold magenta"}
+STATE_STYLE = {State.UP: "green", State.DEGRADED: "yellow", State.DOWN: "bold red",
+               State.UNKNOWN: "magenta"}
+SEVERITY_STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+VERDICT_STYLE = {Verdict.NOMINAL: "green", Verdict.REDUNDANCY_LOST: "yellow",
+                 Verdict.FAILED_OVER: "yellow", Verdict.FAILBACK_PENDING: "yellow",
+                 Verdict.FAILOVER_FAILED: "bold red", Verdict.DOWN: "bold red",
+                 Verdict.UNKNOWN: "magenta"}
+
+# Width used when the table goes to a file: fits a mail client and a ticket.
+PLAIN_WIDTH = 100
+
+
+def _table(title: str) -> Table:
+    # SIMPLE_HEAD: one rule under the header, no box around, so wrapped reasons
+    # at 80 columns stay legible and the text copies cleanly.
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=False,
+                 pad_edge=False, show_edge=False)
+
+
+def header(report: Report) -> Text:
+    text = Text()
+    text.append("netprobe ", style="bold")
+    text.append(status_title(report), style=STATUS_STYLE[report.status])
+    if report.evidence.interrupted:
+        text.append("  interrupted: some probes did not run", style="bold magenta")
+    # second line: fits 80 columns for any vantage name of reasonable length
+    text.append(f"\nvantage {report.vantage} · started {report.started_at_iso} · "
+                f"took {fmt_duration_s(report.evidence.duration_s)}")
+    return text
+
+
+def components_table(report: Report) -> Table:
+    t = _table("Components")
+    t.add_column("component", no_wrap=True, overflow="fold")
+    t.add_column("kind", no_wrap=True)
+    t.add_column("state", no_wrap=True)
+    t.add_column("reason", ratio=1, overflow="fold")
+    for c in report.components:
+        t.add_row(c.name, c.kind, Text(str(c.state), style=STATE_STYLE[c.state]), c.reason)
+    return t
+
+
+def groups_table(report: Report) -> Table:
+    t = _table("Redundancy groups")
+    t.add_column("group", no_wrap=True, overflow="fold")
+    t.add_column("active line", overflow="fold")
+    t.add_column("verdict", no_wrap=True)
+    t.add_column("reason", ratio=1, overflow="fold")
+    for g in report.groups:
+        if g.active is None:
+            active = Text("not known", style="magenta")
+        elif g.active == g.preferred:
+            active = Text(g.active)
+        else:
+            active = Text(f"{g.active} (preferred {g.preferred})", style="yellow")
+        t.add_row(g.name, active, Text(str(g.verdict), style=VERDICT_STYLE[g.verdict]), g.reason)
+    return t
+
+
+def findings_table(report: Report) -> Table:
+    t = _table("Findings")
+    t.add_column("severity", no_wrap=True)
+    t.add_column("finding", ratio=1, overflow="fold")
+    for f in sorted_findings(report.findings):
+        t.add_row(Text(str(f.severity), style=SEVERITY_STYLE[f.severity]), f.summary)
+    return t
+
+
+def probes_table(report: Report) -> Table:
+    t = _table("Probes")
+    t.add_column("probe", overflow="fold")
+    t.add_column("address", overflow="fold")
+    t.add_column("rx/tx", justify="right", no_wrap=True)
+    t.add_column("loss", justify="right", no_wrap=True)
+    t.add_column("rtt avg", justify="right", no_wrap=True)
+    t.add_column("error", overflow="fold")
+    for r in report.evidence.results:
+        error = "" if r.error is None else str(r.error)
+        style = "magenta" if not r.measured else ("red" if r.error else "")
+        t.add_row(r.id, r.address or "-", f"{r.received}/{r.sent}", fmt_ratio(r.loss_ratio),
+                  fmt_ms(r.rtt_avg_ms), Text(error, style=style))
+    return t
+
+
+def table_renderables(report: Report, *, verbose: bool = False) -> RenderableType:
+    parts: list[RenderableType] = [header(report)]
+    if report.components:
+        parts += [Text(), components_table(report)]
+    if report.groups:
+        parts += [Text(), groups_table(report)]
+    if report.findings:
+        parts += [Text(), findings_table(report)]
+    else:
+        parts += [Text(), Text("No findings.", style="green")]
+    if verbose and report.evidence.results:
+        parts += [Text(), probes_table(report)]
+    return Group(*parts)
+
+
+def print_table(report: Report, console: Console, *, verbose: bool = False) -> None:
+    """Print the report on `console`; colour only if the console is a terminal."""
+    console.print(table_renderables(report, verbose=verbose))
+
+
+def render_table(report: Report, *, verbose: bool = False, width: int = PLAIN_WIDTH) -> str:
+    """The same tables as plain text (no colour, no escape codes), for a file."""
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, color_system=None, force_terminal=False,
+                      no_color=True, highlight=False, emoji=False, soft_wrap=False)
+    print_table(report, console, verbose=verbose)
+    # rich pads cells to the column width; trailing blanks only make diffs noisy
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
