@@ -184,3 +184,39 @@ def test_frozen_controller_is_a_failed_failover(lab, config: Path, tmp_path: Pat
     assert episode["switch_at_s"] is None
     assert any(o["lane"] == "dc-app" and o["recovered_s"] is None for o in episode["outages"])
     assert "failover_failed" in text
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw-socket", "ping-socket"])
+def test_hop_check_tells_the_lines_apart(lab, raw: bool):
+    """One TTL-limited probe names the active line: the carrier's router answers
+    time-exceeded from its far-end address. The ping-socket variant reads it from
+    the error queue (the lab's office admits unprivileged ICMP)."""
+    lab.heal()
+    code = ("import asyncio, sys\n"
+            "from netprobe.watch.hopcheck import HopChecker, pick_line\n"
+            "async def main():\n"
+            f"    c = HopChecker(raw={raw})\n"
+            "    assert c.preflight() is None, c.preflight()\n"
+            "    try:\n"
+            f"        answers = await c.probe('{layout.SERVER_ADDR}', [1, 2, 3, 4, 5], 1.0)\n"
+            "    finally:\n"
+            "        c.close()\n"
+            f"    hops = {{'leased-a': ['{layout.PRIMARY.far_end}'],"
+            f" 'broadband-b': ['{layout.SECONDARY.far_end}']}}\n"
+            "    line, answer = pick_line(answers, hops)\n"
+            "    print(line, answer.ttl, answer.kind, [a.kind for a in answers])\n"
+            "asyncio.run(main())\n")
+
+    def look() -> str:
+        out = subprocess.run(["ip", "netns", "exec", lab.office, sys.executable, "-c", code],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert look() == ("leased-a 2 time_exceeded ['time_exceeded', 'time_exceeded', "
+                      "'time_exceeded', 'echo_reply', 'echo_reply']")
+    lab.break_("primary-cut")  # the controller moves the default route
+    try:
+        assert look().startswith("broadband-b 2 time_exceeded")
+    finally:
+        lab.heal()

@@ -132,6 +132,11 @@ class _Family:
             self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
         else:
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        if not self.raw:
+            # An ICMP error for an earlier probe leaves a pending socket error that
+            # would fail this send instead; reading SO_ERROR clears it (the details
+            # stay on the error queue).
+            self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         try:  # no await between setting the TTL and sending: nothing else can interleave
             self.sock.sendto(echo_request(self.v6, self.ident, seq), (address, 0))
         except OSError:  # no route from here: our own stack said no
