@@ -200,7 +200,8 @@ def render_svg(report: DrillReport) -> str:
                               f"{s.group}: failback {_secs(ep.failback_s)}"))
             if ep.switch_at_s is None and ep.verdict == "failover_failed":
                 marks.append(("switch_over", ep.first_loss_s, None,
-                              f"{s.group}: failover FAILED"))
+                              f"{s.group}: failover FAILED — {s.preferred} down "
+                              f"{_secs(ep.preferred_down_s)}, traffic never moved"))
     marks.sort(key=lambda m: m[2] if m[2] is not None else m[1])
     last_label_x = [-1e9, -1e9]
     for i, (kind, t_from, t_at, text) in enumerate(marks):
