@@ -6,6 +6,7 @@ scenario did. Each returns data: a lost packet is None, a closed port False.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
@@ -86,3 +87,47 @@ def wait_until(predicate, timeout_s: float, interval_s: float = 0.1) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval_s)
+
+
+def ping_burst(netns: str, address: str, count: int = 200, interval_s: float = 0.002,
+               wait_s: float = 0.5) -> list[float | None]:
+    """`count` echo requests `interval_s` apart, answers collected until `wait_s`
+    after the last: one RTT (ms) or None per request. For loss statistics."""
+    import os
+    import select
+
+    from netprobe.lab.controller import echo_request, parse_echo_reply
+
+    def burst() -> list[float | None]:
+        ident = (os.getpid() ^ int(time.monotonic() * 1e6)) & 0xFFFF
+        sent: dict[int, float] = {}
+        rtts: dict[int, float] = {}
+        with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
+            s.setblocking(False)
+
+            def collect(until: float) -> None:
+                while True:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        return
+                    if not select.select([s], [], [], left)[0]:
+                        return
+                    while True:
+                        try:
+                            packet = s.recv(2048)
+                        except BlockingIOError:
+                            break
+                        parsed = parse_echo_reply(packet)
+                        if parsed and parsed[0] == address and parsed[1] == ident \
+                                and parsed[2] in sent and parsed[2] not in rtts:
+                            rtts[parsed[2]] = (time.monotonic() - sent[parsed[2]]) * 1000
+
+            for seq in range(count):
+                sent[seq] = time.monotonic()
+                with contextlib.suppress(OSError):  # a failed send counts as lost
+                    s.sendto(echo_request(ident, seq), (address, 0))
+                collect(time.monotonic() + interval_s)
+            collect(time.monotonic() + wait_s)
+        return [rtts.get(seq) for seq in range(count)]
+
+    return run_in_netns(netns, burst, timeout_s=count * interval_s * 3 + wait_s + 10)

@@ -1,17 +1,18 @@
 """Trace probe: which routers a packet to the target crosses, all TTLs at once.
 
-One probe packet per TTL (1..max_hops) leaves in a single burst; the routers'
-ICMP time-exceeded messages and the destination's own answer are collected
-until `timeout_s` after the last one left. The hop addresses tell the
-diagnosis which line of a redundancy group carries the traffic.
+Probe packets for every TTL (1..max_hops) leave in one burst, `queries` per
+TTL (default 2, so one lost packet does not hide a hop); the routers' ICMP
+time-exceeded messages and the destination's own answer are collected until
+`timeout_s` after the last one left. The hop addresses tell the diagnosis
+which line of a redundancy group carries the traffic.
 
 Protocols (`task.params["protocol"]`):
   tcp   SYN to `task.port`; the destination answers SYN-ACK or RST
   udp   datagram to `task.port`; the destination answers port-unreachable
   icmp  echo request; the destination answers echo reply
 
-Each packet carries its TTL where an ICMP error quotes it back: the TCP/UDP
-source port (base + ttl) or the ICMP sequence number. Sending and receiving
+Each packet carries its number (hence its TTL) where an ICMP error quotes it
+back: the TCP/UDP source port (base + number) or the ICMP sequence number. Sending and receiving
 use raw sockets on the asyncio loop (no thread, no blocking `sr`); scapy only
 builds and dissects packets, and is imported on first use. Raw sockets need
 CAP_NET_RAW, which `preflight` checks without sending anything.
@@ -33,6 +34,7 @@ import logging
 import os
 import random
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,14 +45,21 @@ from netprobe.probes.interface import ProbeContext, ProbeTask
 DEFAULT_PORTS = {"tcp": 80, "udp": 33434, "icmp": None}
 DEFAULT_MAX_HOPS = 16
 MAX_HOPS_LIMIT = 64
+DEFAULT_QUERIES = 2  # packets per TTL
+MAX_QUERIES = 3
 SETTLE_S = 0.05  # after the timeout, for answers already on their way up the stack
 # Source ports for TCP/UDP traces: above Linux's default ephemeral range
 # (32768-60999), so they do not collide with the kernel's own connections.
 PORT_FLOOR = 61000
-PORT_SLOTS = (65535 - PORT_FLOOR) // MAX_HOPS_LIMIT
+SLOT_WIDTH = MAX_HOPS_LIMIT * MAX_QUERIES
+PORT_SLOTS = (65535 - PORT_FLOOR) // SLOT_WIDTH
 _slots = itertools.count(random.randrange(PORT_SLOTS))
 
 ICMP_ECHO_REPLY, ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED = 0, 3, 11
+TCP_SYN, TCP_RST = 0x02, 0x04
+# Kernel receive timestamps, so an RTT does not include the time the event loop
+# took to get to the packet (the value of SO_TIMESTAMPNS on Linux).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 UNREACHABLE_CODES = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
                      3: "port unreachable", 4: "fragmentation needed", 9: "net prohibited",
                      10: "host prohibited", 13: "administratively prohibited"}
@@ -89,95 +98,122 @@ class _Session:
     protocol: str
     port: int | None
     max_hops: int
+    queries: int
     port_base: int
     ident: int
-    sent_at: dict[int, float] = field(default_factory=dict)  # ttl -> monotonic
+    # packet number n (0-based) goes out with TTL n % max_hops + 1
+    sent_at: dict[int, float] = field(default_factory=dict)  # number -> wall clock
     hops: dict[int, _Answer] = field(default_factory=dict)  # routers' answers
     arrivals: dict[int, _Answer] = field(default_factory=dict)  # the destination's answers
     unreachable_at: int | None = None  # lowest TTL a router said "unreachable" for
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- building -----------------------------------------------------------
-    def packet(self, inet: Any, ttl: int) -> bytes:
-        ip = inet.IP(src=self.source, dst=self.target, ttl=ttl,
-                     id=(self.ident + ttl) & 0xFFFF)
+    @property
+    def count(self) -> int:
+        return self.max_hops * self.queries
+
+    def ttl_of(self, number: int) -> int:
+        return number % self.max_hops + 1
+
+    def packet(self, inet: Any, number: int) -> bytes:
+        ip = inet.IP(src=self.source, dst=self.target, ttl=self.ttl_of(number),
+                     id=(self.ident + number) & 0xFFFF)
         if self.protocol == "tcp":
-            l4 = inet.TCP(sport=self.port_base + ttl, dport=self.port, flags="S",
+            l4 = inet.TCP(sport=self.port_base + number, dport=self.port, flags="S",
                           seq=random.getrandbits(32), window=64240, options=[("MSS", 1460)])
         elif self.protocol == "udp":
-            l4 = inet.UDP(sport=self.port_base + ttl, dport=self.port) / (b"netprobe" + bytes(24))
+            l4 = inet.UDP(sport=self.port_base + number, dport=self.port) \
+                / (b"netprobe" + bytes(24))
         else:
-            l4 = inet.ICMP(type=8, id=self.ident, seq=ttl) / (b"netprobe" + bytes(24))
+            l4 = inet.ICMP(type=8, id=self.ident, seq=number + 1) / (b"netprobe" + bytes(24))
         return bytes(ip / l4)
 
     # -- matching -----------------------------------------------------------
-    def _ttl_from_port(self, sport: int) -> int | None:
-        ttl = sport - self.port_base
-        return ttl if 1 <= ttl <= self.max_hops else None
+    def _number(self, value: int, base: int) -> int | None:
+        number = value - base
+        return number if 0 <= number < self.count else None
 
-    def on_icmp(self, inet: Any, data: bytes, now: float) -> None:
+    def on_icmp(self, data: bytes, now: float) -> None:
+        """An ICMP packet (IP header included); dissected by hand, because this
+        socket sees every ICMP packet of the host and runs on the event loop."""
         if len(data) < 28:
             return
         ihl = (data[0] & 0x0F) * 4
-        icmp_type = data[ihl] if len(data) > ihl else None
-        if icmp_type not in (ICMP_ECHO_REPLY, ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED):
-            return  # cheap filter: this socket sees every ICMP packet of the host
-        pkt = inet.IP(data)
-        icmp = pkt.getlayer(inet.ICMP)
-        if icmp is None:
+        if len(data) < ihl + 8:
             return
+        icmp_type, icmp_code = data[ihl], data[ihl + 1]
+        source = socket.inet_ntoa(data[12:16])
         if icmp_type == ICMP_ECHO_REPLY:
-            if self.protocol == "icmp" and pkt.src == self.target and icmp.id == self.ident:
-                self._arrived(icmp.seq, self.target, now)
+            ident, seq = struct.unpack_from("!HH", data, ihl + 4)
+            number = self._number(seq, 1)
+            if self.protocol == "icmp" and source == self.target and ident == self.ident \
+                    and number is not None:
+                self._arrived(number, source, now)
             return
-        inner = pkt.getlayer(inet.IPerror)
-        if inner is None or inner.dst != self.target:
+        if icmp_type not in (ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED):
             return
-        ttl: int | None = None
-        if self.protocol == "tcp" and inner.proto == 6 and inner.haslayer(inet.TCPerror):
-            err = inner[inet.TCPerror]
-            if err.dport == self.port:
-                ttl = self._ttl_from_port(err.sport)
-        elif self.protocol == "udp" and inner.proto == 17 and inner.haslayer(inet.UDPerror):
-            err = inner[inet.UDPerror]
-            if err.dport == self.port:
-                ttl = self._ttl_from_port(err.sport)
-        elif self.protocol == "icmp" and inner.proto == 1 and inner.haslayer(inet.ICMPerror):
-            err = inner[inet.ICMPerror]
-            if err.id == self.ident and 1 <= err.seq <= self.max_hops:
-                ttl = err.seq
-        if ttl is None:
+        inner = ihl + 8  # the quoted header of the packet that failed
+        if len(data) < inner + 20:
             return
-        if icmp_type == ICMP_UNREACHABLE and pkt.src == self.target:
+        inner_ihl = (data[inner] & 0x0F) * 4
+        inner_proto = data[inner + 9]
+        l4 = inner + inner_ihl
+        if socket.inet_ntoa(data[inner + 16:inner + 20]) != self.target or len(data) < l4 + 8:
+            return
+        number: int | None = None
+        if (self.protocol, inner_proto) in (("tcp", 6), ("udp", 17)):
+            sport, dport = struct.unpack_from("!HH", data, l4)
+            if dport == self.port:
+                number = self._number(sport, self.port_base)
+        elif self.protocol == "icmp" and inner_proto == 1:
+            ident, seq = struct.unpack_from("!HH", data, l4 + 4)
+            if ident == self.ident:
+                number = self._number(seq, 1)
+        if number is None:
+            return
+        if icmp_type == ICMP_UNREACHABLE and source == self.target:
             # the destination itself answered (a UDP trace's port unreachable)
-            self._arrived(ttl, pkt.src, now, icmp_type, icmp.code)
+            self._arrived(number, source, now, icmp_type, icmp_code)
             return
-        if ttl not in self.hops:
-            self.hops[ttl] = _Answer(pkt.src, self._rtt_ms(ttl, now), icmp_type, icmp.code)
+        ttl = self.ttl_of(number)
+        rtt_ms = self._rtt_ms(number, now)
+        known = self.hops.get(ttl)
+        if known is None:
+            self.hops[ttl] = _Answer(source, rtt_ms, icmp_type, icmp_code)
+        elif known.address == source and rtt_ms < known.rtt_ms:
+            known.rtt_ms = rtt_ms  # the best of the queries, as traceroute's min
         if icmp_type == ICMP_UNREACHABLE and (self.unreachable_at is None
                                               or ttl < self.unreachable_at):
             self.unreachable_at = ttl
         self._check_done()
 
-    def on_tcp(self, inet: Any, data: bytes, now: float) -> None:
+    def on_tcp(self, data: bytes, now: float) -> None:
+        """A TCP segment (IP header included): a SYN-ACK or RST from the target."""
         if len(data) < 40 or socket.inet_ntoa(data[12:16]) != self.target:
             return
-        pkt = inet.IP(data)
-        tcp = pkt.getlayer(inet.TCP)
-        if tcp is None or tcp.sport != self.port:
+        ihl = (data[0] & 0x0F) * 4
+        if len(data) < ihl + 14:
             return
-        ttl = self._ttl_from_port(tcp.dport)
-        if ttl is not None and (tcp.flags.S or tcp.flags.R):
-            self._arrived(ttl, pkt.src, now)
+        sport, dport = struct.unpack_from("!HH", data, ihl)
+        flags = data[ihl + 13]
+        number = self._number(dport, self.port_base)
+        if sport == self.port and number is not None and flags & (TCP_SYN | TCP_RST):
+            self._arrived(number, self.target, now)
 
-    def _rtt_ms(self, ttl: int, now: float) -> float:
-        return (now - self.sent_at.get(ttl, now)) * 1000
+    def _rtt_ms(self, number: int, now: float) -> float:
+        return max(0.0, (now - self.sent_at.get(number, now)) * 1000)
 
-    def _arrived(self, ttl: int, address: str, now: float, icmp_type: int | None = None,
+    def _arrived(self, number: int, address: str, now: float, icmp_type: int | None = None,
                  icmp_code: int | None = None) -> None:
-        if 1 <= ttl <= self.max_hops and ttl not in self.arrivals:
-            self.arrivals[ttl] = _Answer(address, self._rtt_ms(ttl, now), icmp_type, icmp_code)
+        ttl = self.ttl_of(number)
+        rtt_ms = self._rtt_ms(number, now)
+        known = self.arrivals.get(ttl)
+        if known is None:
+            self.arrivals[ttl] = _Answer(address, rtt_ms, icmp_type, icmp_code)
             self._check_done()
+        elif rtt_ms < known.rtt_ms:
+            known.rtt_ms = rtt_ms
 
     def _check_done(self) -> None:
         """Stop early once nothing more can be learnt: the end of the path is known
@@ -241,8 +277,9 @@ class TraceProbe:
         protocol = str(task.params.get("protocol", "icmp"))
         port = task.port if task.port is not None else DEFAULT_PORTS.get(protocol)
         max_hops = max(1, min(MAX_HOPS_LIMIT, int(task.params.get("max_hops", DEFAULT_MAX_HOPS))))
+        queries = max(1, min(MAX_QUERIES, int(task.params.get("queries", DEFAULT_QUERIES))))
         detail: dict[str, Any] = {"protocol": protocol, "port": port, "max_hops": max_hops,
-                                  "hops": [], "destination_reached": False}
+                                  "queries": queries, "hops": [], "destination_reached": False}
 
         def result(**kw: Any) -> ProbeResult:
             return ProbeResult(id=task.id, kind=self.kind, target=task.target,
@@ -267,7 +304,8 @@ class TraceProbe:
 
         slot = next(_slots) % PORT_SLOTS
         session = _Session(target=task.address, source=source, protocol=protocol, port=port,
-                           max_hops=max_hops, port_base=PORT_FLOOR + slot * MAX_HOPS_LIMIT,
+                           max_hops=max_hops, queries=queries,
+                           port_base=PORT_FLOOR + slot * SLOT_WIDTH,
                            ident=random.getrandbits(16))
         loop = asyncio.get_running_loop()
         sockets: list[socket.socket] = []
@@ -282,17 +320,20 @@ class TraceProbe:
                 rx.setblocking(False)
                 rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
                 sockets.append(rx)
-                loop.add_reader(rx.fileno(), _drain, rx, inet, handler)
-            packets = [(ttl, session.packet(inet, ttl)) for ttl in range(1, max_hops + 1)]
+                rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                loop.add_reader(rx.fileno(), _drain, rx, handler)
+            # scapy is slow (milliseconds a packet): build off the event loop
+            packets = await asyncio.to_thread(
+                lambda: [(n, session.packet(inet, n)) for n in range(session.count)])
             send_error: OSError | None = None
-            for ttl, packet in packets:
+            for number, packet in packets:
                 await ctx.rate.take(1)
-                session.sent_at[ttl] = time.monotonic()
+                session.sent_at[number] = time.time()
                 try:
                     tx.sendto(packet, (task.address, 0))
                 except OSError as exc:  # a local refusal (no route, a firewall): data
                     send_error = exc
-                    del session.sent_at[ttl]
+                    del session.sent_at[number]
                     break
             if session.sent_at:
                 with contextlib.suppress(TimeoutError):
@@ -312,7 +353,7 @@ class TraceProbe:
             rtt = session.arrivals[dest].rtt_ms
             detail["destination_reached"] = True
             return result(sent=1, rtts_ms=(rtt,), reached=True, notices=notices,
-                          message=f"destination reached at hop {dest} ({rtt:.1f} ms)")
+                          message=f"destination reached at hop {dest} ({rtt:.2f} ms)")
         answered = [h for h in detail["hops"] if h["address"]]
         last = (f"last answer from {answered[-1]['address']} at hop {answered[-1]['ttl']}"
                 if answered else "no router answered")
@@ -331,17 +372,23 @@ class TraceProbe:
                       f"{last}")
 
 
-def _drain(sock: socket.socket, inet: Any, handler: Any) -> None:
-    """Read everything queued on a raw socket and hand it to the session."""
+def _drain(sock: socket.socket, handler: Any) -> None:
+    """Read everything queued on a raw socket and hand it to the session, each
+    packet with the wall-clock time the kernel received it."""
     for _ in range(256):  # bounded: the loop has other work
         try:
-            data = sock.recv(65535)
+            data, ancdata, _, _ = sock.recvmsg(65535, socket.CMSG_SPACE(16))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             return
+        received = time.time()
+        for level, kind, value in ancdata:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                sec, nsec = struct.unpack_from("@qq", value)
+                received = sec + nsec / 1e9
         with contextlib.suppress(Exception):  # a malformed packet is not our bug to raise
-            handler(inet, data, time.monotonic())
+            handler(data, received)
 
 
 PROBE = TraceProbe()
