@@ -53,6 +53,15 @@ def findings_about(report: Report, names: Iterable[str]) -> list[Finding]:
     return sorted_findings(f for f in report.findings if wanted.intersection(f.components))
 
 
+def findings_by_component(report: Report) -> dict[str, list[Finding]]:
+    """Component name -> the findings naming it, worst first (one pass, for loops)."""
+    out: dict[str, list[Finding]] = {}
+    for f in sorted_findings(report.findings):
+        for name in dict.fromkeys(f.components):
+            out.setdefault(name, []).append(f)
+    return out
+
+
 def group_findings(report: Report, group: GroupVerdict) -> list[Finding]:
     """Findings about a redundancy group: naming the group itself, or naming one
     of its lines with a group-level kind (failover_failed, failed_over, ...)."""
@@ -125,9 +134,11 @@ def probe_summary(result: ProbeResult) -> str:
     return f"{head}: " + ", ".join(rest)
 
 
-def evidence_lines(report: Report, probe_ids: Iterable[str]) -> list[str]:
-    """`probe_summary` for each probe id that is in the evidence, in order, once."""
-    results = probes_by_id(report)
+def evidence_lines(report: Report, probe_ids: Iterable[str],
+                   results: dict[str, ProbeResult] | None = None) -> list[str]:
+    """`probe_summary` for each probe id, in order, once. Pass `results`
+    (probes_by_id) when calling this in a loop."""
+    results = probes_by_id(report) if results is None else results
     seen: set[str] = set()
     out = []
     for pid in probe_ids:

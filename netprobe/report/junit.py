@@ -23,12 +23,13 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from netprobe.diagnosis.model import Finding, Severity
+from netprobe.evidence import ProbeResult
 from netprobe.report.common import (
     STATE_SEVERITY,
     VERDICT_SEVERITY,
     counts_as_failure,
     evidence_lines,
-    findings_about,
+    findings_by_component,
     group_findings,
     probes_by_id,
 )
@@ -57,8 +58,9 @@ class _Case:
 
 def _cases(report: Report) -> list[_Case]:
     cases = []
+    about = findings_by_component(report)
     for c in report.components:
-        found = findings_about(report, [c.name])
+        found = about.get(c.name, [])
         evidence = (*c.evidence, *(p for f in found for p in f.evidence))
         cases.append(_Case(f"netprobe.component.{c.kind}", c.name, STATE_SEVERITY[c.state],
                            str(c.state), c.reason, tuple(found), evidence))
@@ -77,10 +79,10 @@ def _cases(report: Report) -> list[_Case]:
     return cases
 
 
-def _details(report: Report, case: _Case) -> str:
+def _details(report: Report, case: _Case, results: dict[str, ProbeResult]) -> str:
     lines = [f"{case.state}: {case.reason}"]
     lines += [f"[{f.severity}] {f.summary}" for f in case.findings if f.summary != case.reason]
-    ev = evidence_lines(report, case.evidence)
+    ev = evidence_lines(report, case.evidence, results)
     if ev:
         lines.append("evidence:")
         lines += [f"  {e}" for e in ev]
@@ -107,7 +109,7 @@ def render_junit(report: Report) -> str:
                      if (res := results.get(pid)) and (d := res.duration_s) is not None]
         tc = ET.SubElement(suite, "testcase", classname=_x(case.classname), name=_x(case.name),
                            time=f"{max(durations, default=0.0):.3f}")
-        text = _x(_details(report, case))
+        text = _x(_details(report, case, results))
         if case.severity is None:
             skipped += 1
             ET.SubElement(tc, "skipped", message=_x(case.reason or "not measured"))

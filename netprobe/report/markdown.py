@@ -10,6 +10,7 @@ from netprobe.report.common import (
     fmt_duration_s,
     fmt_ms,
     fmt_ratio,
+    probes_by_id,
     sorted_findings,
     status_title,
 )
@@ -77,11 +78,12 @@ def render_markdown(report: Report) -> str:
     lines += ["## Findings", ""]
     if not report.findings:
         lines += ["No findings.", ""]
+    results = probes_by_id(report)
     for f in sorted_findings(report.findings):
         about = ", ".join(code(c) for c in f.components)
         lines.append(f"- **{str(f.severity).upper()}** {inline(f.summary)}"
                      + (f" ({code(str(f.kind))}: {about})" if about else f" ({code(str(f.kind))})"))
-        lines += [f"  - {code(e)}" for e in evidence_lines(report, f.evidence)]
+        lines += [f"  - {code(e)}" for e in evidence_lines(report, f.evidence, results)]
     if report.findings:
         lines.append("")
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netprobe import __version__
-from netprobe.config import Thresholds
 from netprobe.diagnosis.model import (
     ComponentState,
     Diagnosis,
@@ -20,6 +19,9 @@ from netprobe.diagnosis.model import (
     Status,
 )
 from netprobe.evidence import Evidence
+
+if TYPE_CHECKING:  # config imports pydantic: keep `import netprobe.report` light
+    from netprobe.config import Thresholds
 
 SCHEMA = "netprobe.report/1"
 
