@@ -1,0 +1,392 @@
+"""The namespace lab: first the lab itself, then every scenario through `netprobe check`.
+
+Each test builds its own lab (prefix `nplt<pid>`, so a user's `nplab` is never
+touched), breaks it, looks, and tears it down even when it fails. Packets go
+only to addresses inside these namespaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netprobe.errors import NetprobeError
+from netprobe.lab import layout
+from netprobe.lab.lab import Lab, LabSettings
+from netprobe.lab.netns import enter_netns, list_netns
+from netprobe.lab.reach import dns_answers, ping_burst, ping_rtts_ms, tcp_connect
+from netprobe.lab.system import pid_alive, run_in_netns
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "lab.yaml"
+PREFIX = f"nplt{os.getpid() % 100000}"
+A, B = layout.PRIMARY, layout.SECONDARY
+ADDRESSES = [layout.CE_LAN_ADDR, A.far_end, B.far_end, layout.DC_EDGE_ADDR, layout.SERVER_ADDR,
+             layout.DNS_ADDR, layout.CLOUD_ADDR]
+LAB_CLI = "from netprobe.lab.cli import app; app()"
+
+
+def _remove_stale_labs() -> None:
+    """Labs of test runs that were killed: their pid is in the prefix and gone."""
+    prefixes = {m.group(1) for n in list_netns() if (m := re.match(r"^(nplt(\d+))-", n))
+                and m.group(1) != PREFIX and not os.path.exists(f"/proc/{m.group(2)}")}
+    for prefix in prefixes:
+        Lab(LabSettings(prefix=prefix)).down()
+
+
+@pytest.fixture()
+def lab() -> Iterator[Lab]:
+    if os.geteuid() == 0:
+        _remove_stale_labs()
+    lab = Lab(LabSettings(prefix=PREFIX, max_seconds=600))
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()
+
+
+def lab_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-c", LAB_CLI, *args], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    if check:
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc
+
+
+def run_check(lab: Lab, *extra: str) -> tuple[int, dict[str, Any]]:
+    """`netprobe check configs/lab.yaml --format json` from inside the office."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "netprobe", "check", str(CONFIG), "--format", "json",
+         "--netns", lab.office, *extra], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.stdout, f"no report (exit {proc.returncode}): {proc.stderr}"
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def states(report: dict[str, Any]) -> dict[str, str]:
+    return {c["name"]: c["state"] for c in report["components"]}
+
+
+def group(report: dict[str, Any], name: str = "dc-wan") -> dict[str, Any]:
+    return next(g for g in report["groups"] if g["name"] == name)
+
+
+def finding_kinds(report: dict[str, Any]) -> set[str]:
+    return {f["kind"] for f in report["findings"]}
+
+
+def probe(report: dict[str, Any], probe_id: str) -> dict[str, Any]:
+    return next(p for p in report["probes"] if p["id"] == probe_id)
+
+
+def trace_hops(netns: str, address: str, port: int = 443) -> list[str | None]:
+    from netprobe.probes.interface import ProbeContext, ProbeTask
+    from netprobe.probes.trace import PROBE
+
+    task = ProbeTask(id="t", kind="trace", target="t", address=address, port=port,
+                     attempts=1, timeout_s=1.0, params={"protocol": "tcp", "max_hops": 8})
+    result = run_in_netns(netns, asyncio.run, PROBE.run(task, ProbeContext()))
+    assert result.reached, result.message
+    return [h["address"] for h in result.detail["hops"]]
+
+
+# == the lab itself ===============================================================
+
+def test_up_builds_a_working_lab(lab: Lab):
+    status = lab.status()
+    assert status.is_up and status.scenario == "healthy"
+    assert sorted(status.namespaces) == sorted(lab.ns(r) for r in layout.ROLES)
+    assert status.active_line == A.name
+    assert status.controller and status.controller["alive"] and not status.controller["frozen"]
+    assert all(status.daemons.values()), status.daemons
+    for address in ADDRESSES:
+        assert all(r is not None for r in ping_rtts_ms(lab.office, address, 2)), address
+    assert tcp_connect(lab.office, layout.SERVER_ADDR, 443) is True
+    assert tcp_connect(lab.office, layout.SERVER_ADDR, 22) is True
+    assert tcp_connect(lab.office, layout.CLOUD_ADDR, 443) is True
+    assert dns_answers(lab.office, layout.DNS_ADDR, "www.intra.example") == [layout.SERVER_ADDR]
+
+
+def test_every_namespace_has_icmp_limits_lifted_and_routers_forward(lab: Lab):
+    def read(key: str) -> str:
+        return Path("/proc/sys/" + key.replace(".", "/")).read_text().strip()
+
+    for role in layout.ROLES:
+        assert run_in_netns(lab.ns(role), read, "net.ipv4.icmp_ratelimit") == "0", role
+        forwarding = run_in_netns(lab.ns(role), read, "net.ipv4.ip_forward")
+        assert forwarding == ("1" if role in layout.ROUTERS else "0"), role
+    assert run_in_netns(lab.office, read, "net.ipv4.ping_group_range").split() == \
+        ["0", "2147483647"]
+
+
+def test_a_trace_shows_the_active_lines_carrier_router(lab: Lab):
+    assert trace_hops(lab.office, layout.SERVER_ADDR) == [
+        layout.CE_LAN_ADDR, A.far_end, layout.DC_EDGE_ADDR, layout.SERVER_ADDR]
+    lab.break_("primary-cut")
+    assert trace_hops(lab.office, layout.SERVER_ADDR) == [
+        layout.CE_LAN_ADDR, B.far_end, layout.DC_EDGE_ADDR, layout.SERVER_ADDR]
+
+
+def test_controller_fails_over_and_back_and_logs_each_decision(lab: Lab):
+    mark = len(lab.controller_events())
+    cut_at = time.monotonic()
+    lab.break_("primary-cut")
+    assert lab.active_line() == B.name
+    switch = lab.wait_for_event("switch", mark, 1.0, to=B.name)
+    assert switch is not None
+    # the log's monotonic clock is the host's: comparable with ours
+    detect_s = switch["mono_s"] - cut_at
+    assert 1.0 <= detect_s <= 4.0, detect_s
+    assert 0.9 <= switch["mono_s"] - switch["down_since_mono_s"] <= 3.0
+    assert switch["message"].startswith(f"switch to {B.name} at ")
+    assert abs(switch["wall_s"] - time.time()) < 60 and switch["wall"].endswith("Z")
+    assert switch["from"] == A.name
+    # traffic flows over the secondary
+    assert tcp_connect(lab.office, layout.SERVER_ADDR, 443) is True
+
+    mark = len(lab.controller_events())
+    lab.heal()
+    back = lab.wait_for_event("switch", mark, 1.0, to=A.name)
+    assert back is not None and "failback" in back["reason"]
+    assert lab.active_line() == A.name
+    events = [e["event"] for e in lab.controller_events()]
+    assert events[0] == "start"
+    assert events.count("switch") == 2 and "primary_down" in events and "primary_up" in events
+    log_lines = lab.controller_log.read_text().splitlines()
+    assert all(json.loads(line)["mono_s"] > 0 for line in log_lines)
+
+
+def test_frozen_controller_does_not_fail_over(lab: Lab):
+    mark = len(lab.controller_events())
+    lab.break_("primary-cut-frozen")
+    time.sleep(1.0)  # well past the controller's detection time
+    assert lab.active_line() == A.name
+    assert lab.controller_state()["frozen"] is True
+    new = lab.controller_events()[mark:]
+    assert not [e for e in new if e["event"] == "switch"]
+    assert [e for e in new if e["event"] == "hold" and e["reason"] == "frozen"]
+    assert tcp_connect(lab.office, layout.SERVER_ADDR, 443, 0.5) is None
+
+
+def test_failback_stuck_stays_on_the_secondary(lab: Lab):
+    lab.break_("failback-stuck")
+    time.sleep(1.0)  # the controller has seen the primary back for longer than up_after
+    assert lab.active_line() == B.name
+    assert lab.controller_state()["primary_state"] == "up"
+    assert ping_rtts_ms(lab.office, A.far_end, 2)[0] is not None  # the primary works again
+    lab.heal()
+    assert lab.active_line() == A.name
+
+
+def test_primary_slow_adds_about_200_ms(lab: Lab):
+    lab.break_("primary-slow")
+    slow = [r for r in ping_rtts_ms(lab.office, A.far_end, 5, 0.05, 2.0) if r is not None]
+    fast = [r for r in ping_rtts_ms(lab.office, B.far_end, 5, 0.05, 2.0) if r is not None]
+    assert len(slow) == 5 and len(fast) == 5
+    assert 180 <= statistics.median(slow) <= 280, slow
+    assert statistics.median(fast) < 50, fast
+    assert tcp_connect(lab.office, layout.SERVER_ADDR, 443, 2.0) is True  # TCP survives it
+    assert lab.active_line() == A.name  # a slow line is not a dead one
+
+
+def test_primary_lossy_loses_about_30_percent_without_failover(lab: Lab):
+    mark = len(lab.controller_events())
+    lab.break_("primary-lossy")
+    lossy = ping_burst(lab.office, A.far_end, count=300)
+    clean = ping_burst(lab.office, B.far_end, count=100)
+    loss_ratio = sum(r is None for r in lossy) / len(lossy)
+    assert 0.18 <= loss_ratio <= 0.42, loss_ratio
+    assert all(r is not None for r in clean)
+    assert lab.active_line() == A.name
+    assert not [e for e in lab.controller_events()[mark:] if e["event"] == "switch"]
+
+
+def test_heal_undoes_every_change(lab: Lab):
+    lab.break_("dc-edge-down")
+    assert ping_rtts_ms(lab.office, layout.SERVER_ADDR, 1, timeout_s=0.3) == [None]
+    lab.break_("dns-down")  # `break` heals first: dc-edge answers again
+    assert ping_rtts_ms(lab.office, layout.SERVER_ADDR, 1)[0] is not None
+    assert dns_answers(lab.office, layout.DNS_ADDR, "www.intra.example", 0.5) is None
+    lab.heal()
+    assert dns_answers(lab.office, layout.DNS_ADDR, "www.intra.example") == [layout.SERVER_ADDR]
+    assert lab.scenario() == "healthy"
+
+
+def test_down_kills_the_daemons_and_is_idempotent(lab: Lab):
+    pids = [int(p.read_text().split()[0]) for p in (lab.state_dir / "pids").glob("*.pid")]
+    assert len(pids) == len(layout.DAEMONS) + 1  # and the controller
+    removed = lab.down()
+    assert sorted(removed) == sorted(lab.ns(r) for r in layout.ROLES)
+    assert list_netns(PREFIX) == []
+    assert not any(pid_alive(p) for p in pids)
+    assert lab.down() == []
+    assert not lab.status().is_up
+
+
+def test_up_replaces_a_stale_lab(lab: Lab):
+    old_controller = lab.controller_state()["pid"]
+    lab.up()  # over the running one
+    assert lab.status().is_up
+    assert not pid_alive(old_controller)
+    assert lab.controller_state()["pid"] != old_controller
+
+
+def test_enter_netns_moves_only_the_calling_thread(lab: Lab):
+    import socket
+
+    def where() -> str:
+        return os.readlink("/proc/thread-self/ns/net")
+
+    here = where()
+    inside, names = run_in_netns(
+        lab.office, lambda: (where(), sorted(n for _, n in socket.if_nameindex())))
+    assert names == ["eth0", "lo"]
+    assert inside != here and where() == here  # this thread stayed where it was
+    with pytest.raises(NetprobeError, match="does not exist"):
+        enter_netns(f"{PREFIX}-nosuch")
+
+
+def test_cli_status_exec_break_heal_down(lab: Lab):
+    status = json.loads(lab_cli("status", "--prefix", PREFIX, "--json").stdout)
+    assert status["up"] is True and status["active_line"] == A.name
+    assert status["scenario"] == "healthy" and status["controller"]["alive"] is True
+
+    out = lab_cli("exec", "--prefix", PREFIX, "--", "ip", "-j", "-4", "addr", "show",
+                  "dev", "eth0").stdout
+    assert json.loads(out)[0]["addr_info"][0]["local"] == layout.OFFICE_ADDR
+
+    lab_cli("break", "primary-cut", "--prefix", PREFIX)
+    text = lab_cli("status", "--prefix", PREFIX).stdout
+    assert f"active line: {B.name}" in text and "scenario: primary-cut" in text
+
+    bad = lab_cli("break", "no-such-scenario", "--prefix", PREFIX, check=False)
+    assert bad.returncode == 3 and "unknown scenario" in bad.stderr
+
+    lab_cli("heal", "--prefix", PREFIX)
+    assert lab.active_line() == A.name
+    lab_cli("down", "--prefix", PREFIX)
+    assert list_netns(PREFIX) == []
+    gone = lab_cli("status", "--prefix", PREFIX, check=False)
+    assert gone.returncode == 1 and "down" in gone.stdout
+
+
+def test_main_cli_mounts_the_lab_commands(lab: Lab):
+    proc = subprocess.run([sys.executable, "-m", "netprobe", "lab", "status", "--prefix",
+                           PREFIX, "--json"], capture_output=True, text=True, timeout=60,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["active_line"] == A.name
+
+
+def test_check_runs_through_ip_netns_exec_too(lab: Lab):
+    proc = subprocess.run(["ip", "netns", "exec", lab.office, sys.executable, "-m", "netprobe",
+                           "check", str(CONFIG), "--format", "json"], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    report = json.loads(proc.stdout)
+    assert states(report)["dc-app"] == "up" and group(report)["verdict"] == "nominal"
+    assert report["vantage"] == "lab-office" and report["exit_code"] == proc.returncode
+
+
+# == every scenario through `netprobe check` =======================================
+
+AUDIT_KINDS = {"shared_risk", "single_point_of_failure"}  # the lab's static design facts
+ENDPOINTS = ("dc-app", "intra-dns", "cloud-app")
+SERVICES = ("dc-app/tcp/443", "dc-app/tcp/22", "intra-dns/dns", "cloud-app/tcp/443")
+
+# scenario -> (expected states, verdict, active line, finding kinds that must appear, status)
+SCENARIO_EXPECT: dict[str, tuple[dict[str, str], str, str | None, set[str], str]] = {
+    "healthy": (
+        {"ce": "up", "dc-edge": "up", A.name: "up", B.name: "up",
+         **dict.fromkeys(ENDPOINTS + SERVICES, "up")},
+        "nominal", A.name, set(), "ok"),
+    "primary-cut": (
+        {"ce": "up", "dc-edge": "up", A.name: "down", B.name: "up",
+         **dict.fromkeys(ENDPOINTS + SERVICES, "up")},
+        "failed_over", B.name, {"failed_over", "line_down"}, "warning"),
+    "primary-cut-frozen": (
+        {"ce": "up", A.name: "down", B.name: "up"},
+        "failover_failed", None, {"failover_failed"}, "critical"),
+    "ce-down": (
+        {"ce": "down", A.name: "unknown", B.name: "unknown",
+         **dict.fromkeys(ENDPOINTS, "unknown")},
+        "unknown", None, {"device_down"}, "critical"),
+    "carrier-a-down": (
+        {"ce": "up", "dc-edge": "up", A.name: "down", B.name: "up",
+         **dict.fromkeys(ENDPOINTS + SERVICES, "up")},
+        "failed_over", B.name, {"failed_over", "line_down"}, "warning"),
+    "both-lines-down": (
+        {"ce": "up", A.name: "down", B.name: "down"},
+        "down", None, {"group_down"}, "critical"),
+    "dc-edge-down": (
+        {"ce": "up", "dc-edge": "down", A.name: "up", B.name: "up",
+         **dict.fromkeys(ENDPOINTS, "unknown")},
+        "nominal", A.name, {"device_down"}, "critical"),
+    "service-down": (
+        {"dc-app": "up", "dc-app/tcp/443": "down", "dc-app/tcp/22": "up",
+         "intra-dns/dns": "up", "cloud-app/tcp/443": "up"},
+        "nominal", A.name, {"service_down"}, "critical"),
+    "dns-down": (
+        {"intra-dns": "up", "intra-dns/dns": "down", "dc-app/tcp/443": "up"},
+        "nominal", A.name, {"dns_failure"}, "critical"),
+    "primary-slow": (
+        {"ce": "up", A.name: "degraded", B.name: "up", "dc-app": "degraded"},
+        "nominal", A.name, {"degraded"}, "warning"),
+    "failback-stuck": (
+        {A.name: "up", B.name: "up", **dict.fromkeys(ENDPOINTS + SERVICES, "up")},
+        "failback_pending", B.name, {"failback_pending"}, "warning"),
+    "standby-dead": (
+        {A.name: "up", B.name: "down", **dict.fromkeys(ENDPOINTS + SERVICES, "up")},
+        "redundancy_lost", A.name, {"redundancy_lost"}, "warning"),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIO_EXPECT))
+def test_check_diagnoses_scenario(lab: Lab, scenario: str):
+    expected_states, verdict, active, kinds, status = SCENARIO_EXPECT[scenario]
+    lab.break_(scenario)
+    exit_code, report = run_check(lab)
+    got = states(report)
+    assert {k: got.get(k) for k in expected_states} == expected_states
+    g = group(report)
+    assert (g["verdict"], g["active"]) == (verdict, active), g["reason"]
+    assert kinds <= finding_kinds(report), report["findings"]
+    if scenario == "healthy":
+        assert finding_kinds(report) <= AUDIT_KINDS
+    assert report["status"] == status and exit_code == report["exit_code"]
+
+
+def test_check_diagnoses_primary_lossy(lab: Lab):
+    """Loss is random: 40 attempts a probe make ~30 % loss unmistakable."""
+    mark = len(lab.controller_events())
+    lab.break_("primary-lossy")
+    exit_code, report = run_check(lab, "--attempts", "40")
+    far_end = probe(report, f"{A.name}/icmp")
+    assert 0.1 < far_end["loss"] < 0.6, far_end
+    assert probe(report, f"{B.name}/icmp")["loss"] == 0
+    assert states(report)[A.name] == "degraded"
+    g = group(report)
+    assert (g["verdict"], g["active"]) == ("nominal", A.name), g["reason"]
+    assert "degraded" in finding_kinds(report)
+    assert exit_code == report["exit_code"]
+    assert not [e for e in lab.controller_events()[mark:] if e["event"] == "switch"]
+
+
+def test_check_sees_the_controller_switch_in_the_traces(lab: Lab):
+    lab.break_("primary-cut")
+    _, report = run_check(lab)
+    for endpoint in ENDPOINTS:
+        hops = [h["address"] for h in probe(report, f"{endpoint}/trace")["detail"]["hops"]]
+        assert B.far_end in hops and A.far_end not in hops, (endpoint, hops)
