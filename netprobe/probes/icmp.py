@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import icmplib
@@ -49,7 +50,6 @@ _SO_EE_ORIGIN_ICMP6 = 3
 
 _RCVBUF_BYTES = 32 << 20  # ~40,000 queued replies: a 10,000-target burst fits
 _SEQ_SPACE = 1 << 16
-_PAYLOAD_PAD = bytes(48)  # with the 8-byte token: 56 data bytes, the size ping sends
 _RECV_BYTES = 2048
 _ANC_BYTES = 512
 _MAX_DRAIN = 100_000  # datagrams read per wakeup; bounds one callback's run time
@@ -62,7 +62,9 @@ _NO_ROUTE_ERRNOS = frozenset(
     {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.EPERM, errno.EINVAL,
      errno.EADDRNOTAVAIL, errno.ENETDOWN, errno.EHOSTDOWN})
 
-_ECHO = struct.Struct("!BBHHHII")  # type, code, checksum, identifier, sequence, nonce, token
+# type, code, checksum, identifier, sequence, then 56 data bytes (what ping sends):
+# the run's nonce and the attempt's token, and zeros
+_ECHO = struct.Struct("!BBHHHII48x")
 _ID_SEQ_TOKEN = struct.Struct("!HHII")
 _QUOTED = struct.Struct("!BBHHH")
 _TOKEN = struct.Struct("!II")
@@ -85,6 +87,7 @@ class _Family:
     ee_origin: int
 
 
+_AF_INET = int(socket.AF_INET)  # a plain int: cheaper to pass on the hot path
 _V4 = _Family(socket.AF_INET, "IPv4", 4, 8, 0, 3, 11, icmplib.ICMPv4Socket,
               socket.IPPROTO_IP, _IP_RECVERR, _SO_EE_ORIGIN_ICMP)
 _V6 = _Family(socket.AF_INET6, "IPv6", 6, 128, 129, 1, 3, icmplib.ICMPv6Socket,
@@ -200,6 +203,13 @@ class _Engine:
         self._checksum = self.raw and fam.af == socket.AF_INET
         self._ip_header = self.raw and fam.af == socket.AF_INET
         self._writable: asyncio.Future[None] | None = None
+        # Deadlines, one queue per timeout value: appended in send order, so each
+        # queue is sorted and one timer serves them all (10,000 timers in the
+        # event loop's heap cost more than the probes themselves).
+        self._deadlines: dict[int, deque[tuple[float, _Probe]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._last_drain_ns = time.perf_counter_ns()
         loop.add_reader(sock.fileno(), self._on_readable)
         self.closed = False
 
@@ -230,6 +240,8 @@ class _Engine:
         if self.closed:
             return
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         self.loop.remove_reader(self.sock.fileno())
         if self._writable is not None:
             self.loop.remove_writer(self.sock.fileno())
@@ -240,10 +252,16 @@ class _Engine:
     # -- sending ---------------------------------------------------------------
     async def allocate(self, probe: _Probe, host: str, dest_packed: bytes) -> _Attempt:
         """An attempt with a sequence number no attempt in flight holds."""
-        pending = self.pending
-        while len(pending) >= self.seq_space:
+        while len(self.pending) >= self.seq_space:
             await self._wait_for_free_sequence()
+        return self.allocate_now(probe, host, dest_packed)
+
+    def allocate_now(self, probe: _Probe, host: str, dest_packed: bytes) -> _Attempt | None:
+        """`allocate` without waiting: None when every sequence number is in flight."""
+        pending = self.pending
         space = self.seq_space
+        if len(pending) >= space:
+            return None
         seq = self._next_seq % space
         while seq in pending:
             seq = (seq + 1) % space
@@ -278,7 +296,27 @@ class _Engine:
             s = (s & 0xFFFF) + (s >> 16)
             checksum = ~s & 0xFFFF
         return _ECHO.pack(self.fam.echo_request, 0, checksum, self.ident, seq, self.nonce,
-                          token) + _PAYLOAD_PAD
+                          token)
+
+    def send_now(self, attempt: _Attempt, sockaddr: tuple) -> int | None:
+        """Send without waiting: 0, the errno our own stack answered with, or None
+        when the socket cannot take the packet now (then `await send`)."""
+        if time.perf_counter_ns() - self._last_drain_ns > attempt.probe.timeout_ns >> 3:
+            # A burst of sends runs in one turn of the event loop, and the reader
+            # waits for the next: read what has arrived meanwhile, so that a
+            # reply is never judged late for having waited in our own queue.
+            self._on_readable()
+        attempt.sent_mono_ns = time.perf_counter_ns()
+        attempt.sent_wall_ns = time.time_ns()
+        try:
+            self.sock.sendto(self._packet(attempt), sockaddr)
+            return 0
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS or not self.raw:
+                return None  # full queue, or maybe a stale error: the slow path decides
+            return exc.errno or errno.EIO
 
     async def send(self, attempt: _Attempt, sockaddr: tuple) -> int:
         """Send one echo request; 0, or the errno our own stack answered with."""
@@ -331,8 +369,43 @@ class _Engine:
         if not waiter.done():
             waiter.set_result(None)
 
+    # -- deadlines -------------------------------------------------------------
+    def expire_at(self, probe: _Probe, deadline: float) -> None:
+        """Finish `probe` at `deadline` (event-loop time) unless its replies come first."""
+        queue = self._deadlines.get(probe.timeout_ns)
+        if queue is None:
+            queue = self._deadlines[probe.timeout_ns] = deque()
+        queue.append((deadline, probe))
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        earliest = None
+        for timeout_ns, queue in list(self._deadlines.items()):
+            while queue and queue[0][0] <= now:
+                future = queue.popleft()[1].future
+                if not future.done():
+                    future.set_result(None)
+            if queue:
+                if earliest is None or queue[0][0] < earliest:
+                    earliest = queue[0][0]
+            else:
+                del self._deadlines[timeout_ns]
+        if earliest is not None:
+            # a millisecond of slack lets one wakeup serve a burst of deadlines
+            self._arm(earliest + 0.001)
+
     # -- receiving -------------------------------------------------------------
     def _on_readable(self) -> None:
+        self._last_drain_ns = time.perf_counter_ns()
         recvmsg = self.sock.recvmsg
         dispatch = self._dispatch
         for _ in range(_MAX_DRAIN):
@@ -495,19 +568,12 @@ def _engines(ctx: ProbeContext) -> _Engines:
     return engines
 
 
-@dataclass(frozen=True)
-class _Destination:
-    fam: _Family
-    host: str  # as the kernel writes it in a reply's source address
-    packed: bytes
-    sockaddr: tuple
-
-
-def _destination(address: str) -> _Destination | None:
-    """Parse a numeric address; None when it is not one."""
+def _destination(address: str) -> tuple[_Family, str, bytes, tuple] | None:
+    """(family, address as the kernel writes it, packed, sockaddr), or None when
+    `address` is not a numeric address."""
     try:
-        packed = socket.inet_pton(socket.AF_INET, address)
-        return _Destination(_V4, socket.inet_ntop(socket.AF_INET, packed), packed, (address, 0))
+        packed = socket.inet_pton(_AF_INET, address)
+        return _V4, socket.inet_ntop(_AF_INET, packed), packed, (address, 0)
     except OSError:
         pass
     try:
@@ -517,7 +583,7 @@ def _destination(address: str) -> _Destination | None:
         return None
     sockaddr = infos[0][4]
     packed = socket.inet_pton(socket.AF_INET6, sockaddr[0].split("%", 1)[0])
-    return _Destination(_V6, socket.inet_ntop(socket.AF_INET6, packed), packed, sockaddr)
+    return _V6, socket.inet_ntop(socket.AF_INET6, packed), packed, sockaddr
 
 
 async def _resolve(task: ProbeTask) -> str | None:
@@ -535,12 +601,11 @@ async def _resolve(task: ProbeTask) -> str | None:
 
 
 def _families(tasks: list[ProbeTask]) -> list[_Family]:
-    needed: dict[int, _Family] = {}
-    for task in tasks:
-        dest = _destination(task.address) if task.address else None
-        fam = dest.fam if dest else _V4  # a host resolved later: assume IPv4 at least
-        needed.setdefault(fam.af, fam)
-    return list(needed.values())
+    # a numeric IPv6 address has a colon, an IPv4 one never; a host name
+    # resolved later: assume IPv4 at least
+    has_v6 = any(task.address and ":" in task.address for task in tasks)
+    has_v4 = any(not (task.address and ":" in task.address) for task in tasks)
+    return [fam for fam, wanted in ((_V4, has_v4), (_V6, has_v6)) if wanted]
 
 
 def _send_failure(code: int) -> tuple[ProbeError, str]:
@@ -570,13 +635,14 @@ class IcmpProbe:
     async def run(self, task: ProbeTask, ctx: ProbeContext) -> ProbeResult:
         started_at = time.time()
         t0 = time.perf_counter()
-        address = await _resolve(task)
+        address = task.address or await _resolve(task)
         dest = _destination(address) if address else None
         if dest is None:
             why = (f"{task.host!r} did not resolve to an address" if not address
                    else f"{address!r} is not an IP address")
             return not_measured(task.id, KIND, task.target, address, ProbeError.RESOLVE, why)
-        engine = _engines(ctx).get(dest.fam)
+        fam, host, packed, sockaddr = dest
+        engine = _engines(ctx).get(fam)
         if not isinstance(engine, _Engine):
             error, message = engine
             return not_measured(task.id, KIND, task.target, address, error, message)
@@ -587,8 +653,7 @@ class IcmpProbe:
         attempts: list[_Attempt] = []
         sent = 0
         send_error: tuple[ProbeError, str] | None = None
-        timer = None
-        first_send = loop.time()
+        first_send = 0.0
         try:
             for i in range(max(task.attempts, 1)):
                 if i:
@@ -596,11 +661,15 @@ class IcmpProbe:
                     if delay_s > 0:
                         await asyncio.sleep(delay_s)
                 await ctx.rate.take()
-                attempt = await engine.allocate(probe, dest.host, dest.packed)
+                # the common case, without waiting: a free sequence number, room to send
+                attempt = (engine.allocate_now(probe, host, packed)
+                           or await engine.allocate(probe, host, packed))
                 attempts.append(attempt)
                 if i == 0:
                     first_send = loop.time()
-                code = await engine.send(attempt, dest.sockaddr)
+                code = engine.send_now(attempt, sockaddr)
+                if code is None:
+                    code = await engine.send(attempt, sockaddr)
                 sent += 1
                 if code:
                     engine.forget(attempt)
@@ -609,11 +678,9 @@ class IcmpProbe:
                 probe.outstanding += 1
             probe.all_sent = True
             if probe.outstanding > 0:
-                timer = loop.call_later(timeout_s, _expire, probe.future)
+                engine.expire_at(probe, loop.time() + timeout_s)
                 await probe.future
         finally:
-            if timer is not None:
-                timer.cancel()
             for attempt in attempts:
                 engine.forget(attempt)
 
@@ -633,11 +700,6 @@ class IcmpProbe:
             rtts_ms=rtts_ms, error=error, message=message, reached=bool(rtts_ms),
             notices=tuple(probe.notices), started_at=started_at,
             duration_s=time.perf_counter() - t0)
-
-
-def _expire(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 PROBE = IcmpProbe()
