@@ -27,8 +27,9 @@ What it looks for, and how loud it is:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from netprobe.diagnosis.model import Finding, FindingKind, Severity
 from netprobe.topology import Component, Kind, Topology
@@ -37,6 +38,7 @@ from netprobe.topology import Component, Kind, Topology
 # the free-form tags of lines, devices and sites. `srlg` is the carriers' own
 # word: a shared risk link group.
 RISK_KEYS = ("conduit", "building", "power", "srlg")
+T = TypeVar("T")
 
 _CONSEQUENCE = {
     "conduit": ("both run through conduit {v}", "one cut there (a flood, a digger) takes down"),
@@ -180,46 +182,66 @@ def _group_risks(topology: Topology, group: str) -> list[Finding]:
 
 # -- single points of failure ------------------------------------------------------
 
+def _hops(topology: Topology, element: str) -> tuple[str, ...]:
+    """What a path element stands on: a group's lines, a component's path."""
+    if element in topology.groups:
+        return tuple(m for m in topology.groups[element].lines if m in topology.components)
+    if element in topology.components:
+        return topology.components[element].path
+    return ()
+
+
+def _bottom_up(topology: Topology, start: str, combine: Callable[[str, list[T]], T],
+               memo: dict[str, T], empty: T) -> T:
+    """`combine(element, values of its hops)`, memoised, hops first.
+
+    Its own stack, so a chain of thousands of devices cannot reach the
+    recursion limit; a loop (which the loader refuses) counts as nothing.
+    """
+    stack: list[tuple[str, bool]] = [(start, False)]
+    visiting: set[str] = set()
+    while stack:
+        element, ready = stack.pop()
+        if element in memo:
+            continue
+        if ready:
+            visiting.discard(element)
+            memo[element] = combine(element, [memo.get(h, empty) for h in _hops(topology, element)])
+            continue
+        if element in visiting:
+            continue
+        visiting.add(element)
+        stack.append((element, True))
+        stack.extend((h, False) for h in _hops(topology, element)
+                     if h not in memo and h not in visiting)
+    return memo.get(start, empty)
+
+
+_Crossing = tuple[frozenset[str], frozenset[str]]
+
+
 class _Routes:
     """What every route to a component must cross, given the redundancy groups."""
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
-        self.memo: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-        self.visiting: set[str] = set()
+        self.memo: dict[str, _Crossing] = {}
 
-    def must_cross(self, element: str) -> tuple[frozenset[str], frozenset[str]]:
+    def must_cross(self, element: str) -> _Crossing:
         """(components on every route through `element`, redundant groups on the way)."""
-        if element in self.memo:
-            return self.memo[element]
-        if element in self.visiting:  # a loop the loader would have refused
+        return _bottom_up(self.topology, element, self._combine, self.memo,
+                          (frozenset(), frozenset()))
+
+    def _combine(self, element: str, hops: list[_Crossing]) -> _Crossing:
+        if element in self.topology.groups:
+            if len(hops) <= 1:  # a group of one line is that line
+                return hops[0] if hops else (frozenset(), frozenset())
+            common = frozenset.intersection(*(c for c, _ in hops))
+            return common, frozenset({element}).union(*(g for _, g in hops))
+        if element not in self.topology.components:
             return frozenset(), frozenset()
-        self.visiting.add(element)
-        topo = self.topology
-        if element in topo.groups:
-            members = [m for m in topo.groups[element].lines if m in topo.components]
-            crossings = [self.must_cross(m) for m in members]
-            if not crossings:
-                result: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
-            elif len(crossings) == 1:
-                result = crossings[0]
-            else:
-                common = frozenset.intersection(*(c for c, _ in crossings))
-                groups = frozenset({element}).union(*(g for _, g in crossings))
-                result = (common, groups)
-        elif element in topo.components:
-            comp = topo.components[element]
-            mandatory, groups = {element}, set()
-            for hop in comp.path:
-                hop_must, hop_groups = self.must_cross(hop)
-                mandatory |= hop_must
-                groups |= hop_groups
-            result = (frozenset(mandatory), frozenset(groups))
-        else:
-            result = (frozenset(), frozenset())
-        self.visiting.discard(element)
-        self.memo[element] = result
-        return result
+        return (frozenset({element}).union(*(c for c, _ in hops)),
+                frozenset().union(*(g for _, g in hops)))
 
 
 def _single_points(topology: Topology) -> list[Finding]:
@@ -306,23 +328,15 @@ def _unidentifiable(topology: Topology) -> list[Finding]:
     from netprobe.plan import build_plan
 
     covered: dict[str, frozenset[str]] = {}
-    visiting: set[str] = set()
+
+    def with_hops(element: str, hops: list[frozenset[str]]) -> frozenset[str]:
+        # a group counts as all its lines: conservative, as the trace may show either
+        own = {element} if element in topology.components else set()
+        return frozenset(own).union(*hops)
 
     def crossed(name: str) -> frozenset[str]:
-        """The component and everything before it; a group counts as all its lines."""
-        if name in covered:
-            return covered[name]
-        if name in visiting:
-            return frozenset()
-        visiting.add(name)
-        found = {name} if name in topology.components else set()
-        hops = topology.groups[name].lines if name in topology.groups else (
-            topology.components[name].path if name in topology.components else ())
-        for hop in hops:
-            found |= crossed(hop)
-        visiting.discard(name)
-        covered[name] = frozenset(found)
-        return covered[name]
+        """The component and everything before it."""
+        return _bottom_up(topology, name, with_hops, covered, frozenset())
 
     probes_of: dict[str, set[str]] = {name: set() for name in topology.components}
     for task in build_plan(topology):
