@@ -356,6 +356,59 @@ def demo(
     raise NetprobeError(f"demo {where}: use `netprobe demo lab` (root) or `netprobe demo local`")
 
 
+@app.command()
+@handles_errors
+def watch(
+    config: ConfigArg,
+    interval: Annotated[str, typer.Option(
+        "--interval", help="Time between probe cycles (e.g. 200ms); each probe's timeout is "
+        "at most 0.8 of it, and a slow cycle skips slots rather than queueing.")] = "200ms",
+    duration: Annotated[str, typer.Option(
+        "--duration", help="Longest the drill runs (e.g. 5m); Ctrl-C ends it sooner.")] = "5m",
+    until_stable: Annotated[bool, typer.Option(
+        "--until-stable", help="Stop once, after at least one change, nothing has changed "
+        "for the settle window (bounded by --duration).")] = False,
+    settle: Annotated[str | None, typer.Option(
+        "--settle", help="Settle window for --until-stable (default: 5s or ten intervals, "
+        "whichever is longer).", show_default=False)] = None,
+    failover_window: Annotated[str, typer.Option(
+        "--failover-window", help="How long the preferred line may be down before traffic "
+        "that has not moved counts as a failed failover.")] = "10s",
+    failback_window: Annotated[str, typer.Option(
+        "--failback-window", help="How long the preferred line may be back before traffic "
+        "not returned counts against an auto failback policy.")] = "60s",
+    output: Annotated[list[Path] | None, typer.Option(
+        "--output", "-o", help="Write the drill: .json (timeline, events, summary), .svg or "
+        ".html (the picture). Repeat for several. Written atomically.",
+        show_default=False)] = None,
+    fail_on: FailOnOpt = "warning",
+    rate: RateOpt = 2000.0,
+    no_hop_check: Annotated[bool, typer.Option(
+        "--no-hop-check", help="Do not send TTL-limited probes (the active line of each "
+        "group stays unknown).")] = False,
+    netns: NetnsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Probe continuously during a failover drill: switch-over, outage and failback times.
+
+    A live view on a terminal (event lines otherwise); at the end a summary per
+    redundancy group judged against its policy. Exit codes as for check: a
+    failover that never happened is CRITICAL (2).
+    """
+    from netprobe.watch import watch_command
+
+    interval_s = _parse_seconds(interval, "--interval")
+    duration_s = _parse_seconds(duration, "--duration")
+    code = watch_command(
+        config, interval_s=interval_s, duration_s=duration_s, until_stable=until_stable,
+        outputs=list(output or []), netns=netns, fail_on=fail_on,
+        settle_s=_parse_seconds(settle, "--settle"),
+        failover_window_s=_parse_seconds(failover_window, "--failover-window"),
+        failback_window_s=_parse_seconds(failback_window, "--failback-window"),
+        rate_pps=rate, hop_check=not no_hop_check, quiet=quiet)
+    raise typer.Exit(code)
+
+
 def _mount_subcommands() -> None:
     from netprobe.lab.cli import app as lab_app
 

@@ -298,3 +298,18 @@ def test_unprivileged_hop_check_works_where_ping_sockets_are_allowed(own_netns):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[(1, 'echo_reply', '127.0.0.1'), (3, 'echo_reply', '127.0.0.1')]"
+
+
+def test_cli_watch_runs_the_drill_and_refuses_bad_input_with_exit_3(tmp_path, listening,
+                                                                    closed_tcp_port):
+    config = write_config(tmp_path, listening.getsockname()[1], closed_tcp_port[1])
+    out = tmp_path / "drill.json"
+    run = subprocess.run([sys.executable, "-m", "netprobe", "watch", str(config), "--interval",
+                          "100ms", "--duration", "500ms", "--fail-on", "critical", "-o", str(out)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stdout + run.stderr  # a service down is critical
+    assert json.loads(out.read_text(encoding="utf-8"))["fail_on"] == "critical"
+    bad = subprocess.run([sys.executable, "-m", "netprobe", "watch", str(config), "--interval",
+                          "soon"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 3
+    assert "--interval soon" in bad.stderr and "Traceback" not in bad.stderr

@@ -3,14 +3,16 @@
 The lab's failover controller logs each switch with the monotonic clock,
 which every process on the host shares; the drill records its own monotonic
 origin, so the two logs line up without any wall-clock guesswork. Namespaces
-use the prefix `npw` and are removed at the end, also when a test fails.
+use the prefix `npw<pid>` and are removed at the end, also when a test fails.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +26,8 @@ from netprobe.lab import layout
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 INTERVAL_S = 0.2
-PREFIX = "npw"
+# Our own pid in the prefix: two test runs at once (two engineers, CI) each get a lab.
+PREFIX = f"npw{os.getpid()}"
 
 LAB_CONFIG = f"""\
 version: 1
@@ -51,16 +54,30 @@ endpoints:
 """
 
 
+def _remove_stale_labs() -> None:
+    """Labs of ours left by a run that was killed (its pid is gone)."""
+    from netprobe.lab.lab import Lab, LabSettings
+    from netprobe.lab.netns import list_netns
+
+    for pid in {m.group(1) for n in list_netns() if (m := re.match(r"^npw(\d+)-", n))}:
+        if not os.path.exists(f"/proc/{pid}"):
+            stale = Lab(LabSettings(prefix=f"npw{pid}"))
+            stale.down()
+            shutil.rmtree(stale.state_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def lab() -> Iterator:
     from netprobe.lab.lab import Lab, LabSettings
 
+    _remove_stale_labs()
     lab = Lab(LabSettings(prefix=PREFIX, max_seconds=600))
     try:
         lab.up()
         yield lab
     finally:
         lab.down()
+        shutil.rmtree(lab.state_dir, ignore_errors=True)
 
 
 @pytest.fixture()
@@ -73,12 +90,10 @@ def config(tmp_path: Path) -> Path:
 def start_watch(config: Path, out: Path, duration_s: float, *extra: str) -> subprocess.Popen:
     """`netprobe watch` in the lab's office, as an operator would run it; returns
     once the drill has started (its first line is out)."""
-    kwargs = [f"interval_s={INTERVAL_S}", f"duration_s={duration_s}", "outputs=[sys.argv[2]]",
-              f"netns='{PREFIX}-office'", *extra]
-    code = ("import sys; from netprobe.watch import watch_command; "
-            f"sys.exit(watch_command(sys.argv[1], {', '.join(kwargs)}))")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(config), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    argv = [sys.executable, "-m", "netprobe", "watch", str(config), "--interval",
+            f"{INTERVAL_S * 1000:.0f}ms", "--duration", f"{duration_s}s", "-o", str(out),
+            "--netns", f"{PREFIX}-office", *extra]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -112,7 +127,7 @@ def test_cut_and_repair_times_agree_with_the_controller(lab, config: Path, tmp_p
     lab.heal()
     out = tmp_path / "drill.json"
     t_start = time.monotonic()
-    proc = start_watch(config, out, 11.0, "failback_window_s=5")
+    proc = start_watch(config, out, 11.0, "--failback-window", "5s")
     try:
         time.sleep(1.5)
         lab.break_("primary-cut")  # returns once the controller has switched
@@ -165,7 +180,7 @@ def test_frozen_controller_is_a_failed_failover(lab, config: Path, tmp_path: Pat
     lab.heal()
     out = tmp_path / "drill.json"
     t_start = time.monotonic()
-    proc = start_watch(config, out, 7.0, "failover_window_s=2.5")
+    proc = start_watch(config, out, 7.0, "--failover-window", "2.5s")
     try:
         time.sleep(1.0)
         lab.break_("primary-cut-frozen")  # returns once the controller held its switch
