@@ -246,6 +246,31 @@ def test_rate_limiter_paces_every_packet() -> None:
 
 @pytest.mark.root
 @needs_root
+def test_reply_read_late_counts_with_its_arrival_time() -> None:
+    # The event loop is blocked for 0.4 s right after the send: the reply waits
+    # in our socket longer than the 0.2 s timeout, but it arrived in time, and
+    # the kernel's arrival stamp says so.
+    async def scenario() -> ProbeResult:
+        ctx = ProbeContext(RateLimiter(0))
+        try:
+            await run_all([task("127.0.0.1", attempts=1)], ctx)  # socket open, stamps on
+            await asyncio.sleep(0.05)  # the kernel turns arrival stamps on lazily
+            probe = asyncio.ensure_future(PROBE.run(task("127.0.0.1", attempts=1,
+                                                         timeout_s=0.2), ctx))
+            await asyncio.sleep(0)  # the probe sends
+            time.sleep(0.4)  # a stalled loop (a long GC pause, a busy host)
+            return await probe
+        finally:
+            await ctx.aclose()
+
+    result = asyncio.run(scenario())
+    assert result.error is None, result.message
+    assert result.received == 1
+    assert result.rtts_ms[0] < 100  # not the 400 ms it sat in our queue
+
+
+@pytest.mark.root
+@needs_root
 def test_sequence_numbers_wrap_without_reusing_one_in_flight() -> None:
     async def scenario() -> tuple[list[ProbeResult], int]:
         ctx = ProbeContext(RateLimiter(0))
