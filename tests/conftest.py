@@ -208,6 +208,7 @@ class RoutedLab:
     HOST_UNREACH4, ADDR_UNREACH6 = "198.18.2.21", "2001:db8:2::21"  # host/address-unreachable
     PROHIBITED4, PROHIBITED6 = "198.18.2.22", "2001:db8:2::22"  # admin-prohibited
     FAKE_CLOSED4 = "198.18.2.23"  # the router answers port-unreachable for the host
+    LOOPING4 = "198.18.3.30"  # router and server hand it to each other until the TTL ends
     NO_ROUTE4, NO_ROUTE6 = "198.18.99.1", "2001:db8:99::1"  # the client has no route there
     ROUTER_REJECT_PORT = 7  # the router itself rejects this port with admin-prohibited
 
@@ -261,6 +262,9 @@ def routed_lab() -> Iterator[RoutedLab]:
     with contextlib.ExitStack() as stack:
         c, r, s = (stack.enter_context(netns(x)) for x in ("c", "r", "s"))
         lab = RoutedLab(client=c, router=r, server=s)
+        for ns in (c, r, s):  # no duplicate address detection: addresses usable at once
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0",
+               "net.ipv6.conf.all.accept_dad=0")
         tag = f"{os.getpid() % 100000}{next(_netns_counter)}"
         cr, rc, rs, sr = f"npc{tag}", f"npr{tag}", f"nprs{tag}", f"nps{tag}"
         sh("ip", "link", "add", cr, "netns", c, "type", "veth", "peer", "name", rc, "netns", r)
@@ -272,7 +276,8 @@ def routed_lab() -> Iterator[RoutedLab]:
             sh("ip", "-n", ns, "addr", "add", v4, "dev", dev)
             sh("ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad")
             sh("ip", "-n", ns, "link", "set", dev, "up")
-        sh("ip", "-n", c, "route", "add", "198.18.2.0/24", "via", L.ROUTER4)
+        for prefix in ("198.18.2.0/24", "198.18.3.0/24"):
+            sh("ip", "-n", c, "route", "add", prefix, "via", L.ROUTER4)
         sh("ip", "-n", c, "-6", "route", "add", "2001:db8:2::/64", "via", L.ROUTER6)
         sh("ip", "-n", s, "route", "add", "default", "via", "198.18.2.1")
         sh("ip", "-n", s, "-6", "route", "add", "default", "via", "2001:db8:2::1")
@@ -284,10 +289,17 @@ def routed_lab() -> Iterator[RoutedLab]:
         for ns in (r, s):
             sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.icmp_msgs_per_sec=100000",
                check=False)
+        # A routing loop: the router sends LOOPING4 to the server, whose default
+        # route points back at the router.
+        sh("ip", "netns", "exec", s, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+           "net.ipv4.icmp_ratelimit=0", "net.ipv4.conf.all.send_redirects=0")
+        sh("ip", "-n", r, "route", "add", f"{L.LOOPING4}/32", "via", L.SERVER4)
         proc = subprocess.run(["ip", "netns", "exec", r, "nft", "-f", "-"], input=_ROUTER_NFT,
                               capture_output=True, text=True, timeout=10)
         if proc.returncode != 0:
             raise RuntimeError(f"nft failed in {r}: {proc.stderr.strip()}")
+
+        _wait_for_ipv6_addresses((c, r, s))
 
         def spawn(*argv: str, ready: str) -> None:
             p = subprocess.Popen(["ip", "netns", "exec", s, sys.executable, *argv],
@@ -303,7 +315,27 @@ def routed_lab() -> Iterator[RoutedLab]:
             spawn("-m", "netprobe.lab.dns_server", "--listen", addr, "--port", "53",
                   "--record", "www.intra.example=A:203.0.113.10", "--max-seconds", "600",
                   ready="listening")
+        # The first IPv6 neighbour exchange on fresh veths can lose a packet (an
+        # answer then arrives a retransmit later): settle every path once before
+        # any test measures it.
+        warmup = [ProbeTask(id=f"warmup-{a}", kind="tcp", target="warmup", address=a,
+                            port=L.TCP_PORT, attempts=1, timeout_s=5.0)
+                  for a in (L.SERVER4, L.SERVER6)]
+        for result in lab.run(warmup):
+            if result.error is not None:
+                raise RuntimeError(f"routed lab not ready: {result.address}: {result.message}")
         yield lab
+
+
+def _wait_for_ipv6_addresses(namespaces: tuple[str, ...], timeout_s: float = 5.0) -> None:
+    """Until no address is still tentative: before that, IPv6 packets are lost."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(sh("ip", "-n", ns, "-6", "addr", "show", "tentative").stdout.strip()
+                   for ns in namespaces):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"IPv6 addresses still tentative after {timeout_s} s in {namespaces}")
 
 
 def _stop_process(p: subprocess.Popen) -> None:

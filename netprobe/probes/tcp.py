@@ -20,6 +20,7 @@ evidence to hand to a carrier, so it is kept as an `IcmpNotice`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import ipaddress
 import socket
@@ -53,9 +54,27 @@ _ERRNO_OUTCOMES: dict[int, ProbeError] = {
     errno.EPERM: ProbeError.UNREACHABLE,  # our own firewall dropped the SYN
 }
 
+# Errors of our own host running out of something: the attempt was never sent,
+# so it is no evidence about the network ("could not measure").
+NOT_SENT = "not_sent"
+LOCAL_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
+                                   errno.EADDRNOTAVAIL})
+
+
+def not_sent_message(errno_names: list[str]) -> str:
+    names = ", ".join(sorted(set(errno_names)))
+    return (f"could not send ({names}): this host ran out of sockets or local ports; "
+            f"raise the open-file limit (ulimit -n) or lower the concurrency")
+
+
+def is_time_exceeded(notice: IcmpNotice) -> bool:
+    """ICMP time-exceeded (type 11) or ICMPv6 hop-limit-exceeded (type 3): a routing loop."""
+    return notice.type == (3 if ":" in notice.source else 11)
+
+
 # When attempts fail in different ways equally often, report the most telling.
-_PRECEDENCE = (ProbeError.REFUSED, ProbeError.UNREACHABLE, ProbeError.NO_ROUTE,
-               ProbeError.TIMEOUT)
+_PRECEDENCE = (ProbeError.REFUSED, ProbeError.UNREACHABLE, ProbeError.TTL_EXCEEDED,
+               ProbeError.NO_ROUTE, ProbeError.TIMEOUT)
 
 _ICMP4_UNREACH = ("net-unreachable", "host-unreachable", "protocol-unreachable",
                   "port-unreachable", "fragmentation-needed", "source-route-failed",
@@ -189,14 +208,37 @@ async def connect_once(family: int, sockaddr: tuple, timeout_s: float) -> Attemp
 def _failed(err: int | None, *, local: bool,
             notices: tuple[IcmpNotice, ...] = ()) -> Attempt:
     err = err or errno.EIO
+    name = errno.errorcode.get(err, str(err))
+    if local and err in LOCAL_RESOURCE_ERRNOS:
+        return Attempt(outcome=NOT_SENT, errno_name=name)
     outcome = _ERRNO_OUTCOMES.get(err, ProbeError.UNREACHABLE)
     if outcome is ProbeError.NO_ROUTE and (notices or not local):
         outcome = ProbeError.UNREACHABLE  # a router's net-unreachable, not our table
-    return Attempt(outcome=outcome.value, errno_name=errno.errorcode.get(err, str(err)),
-                   notices=notices)
+    if notices and all(is_time_exceeded(n) for n in notices):
+        outcome = ProbeError.TTL_EXCEEDED  # the kernel says EHOSTUNREACH; the ICMP says loop
+    return Attempt(outcome=outcome.value, errno_name=name, notices=notices)
 
 
-def _same_address(a: str, b: str) -> bool:
+def sockaddr_for(address: str, port: int) -> tuple[int, tuple]:
+    """(family, sockaddr) for a literal IP address; ValueError when it is not one."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise ValueError(f"not an IP address: {address!r}") from None
+    if ip.version == 4:
+        return socket.AF_INET, (str(ip), port)
+    scope = ip.scope_id  # fe80::1%eth0: the interface decides where it goes
+    if not scope:
+        return socket.AF_INET6, (str(ip), port, 0, 0)
+    try:
+        index = int(scope) if scope.isdigit() else socket.if_nametoindex(scope)
+    except OSError:
+        raise ValueError(f"unknown interface in {address!r}") from None
+    return socket.AF_INET6, (str(ip).split("%")[0], port, 0, index)
+
+
+def same_address(a: str, b: str) -> bool:
+    """Are two textual IP addresses the same address ('2001:db8::1' == '2001:DB8:0::1')?"""
     try:
         return ipaddress.ip_address(a.split("%")[0]) == ipaddress.ip_address(b.split("%")[0])
     except ValueError:
@@ -205,8 +247,19 @@ def _same_address(a: str, b: str) -> bool:
 
 def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float,
               duration_s: float) -> ProbeResult:
-    """Fold the attempts into one result; the dominant failure when none opened."""
+    """Fold the attempts into one result; the dominant failure when none opened.
+
+    Attempts our own host could not send are left out of `sent`; when none
+    was sent the result is "not measured", never "down".
+    """
     address = task.address or ""
+    unsent = [a for a in attempts if a.outcome == NOT_SENT]
+    attempts = [a for a in attempts if a.outcome != NOT_SENT]
+    if not attempts:
+        return dataclasses.replace(
+            not_measured(task.id, task.kind, task.target, task.address, ProbeError.INTERNAL,
+                         not_sent_message([a.errno_name or "?" for a in unsent])),
+            started_at=started_at, duration_s=duration_s)
     rtts = tuple(a.rtt_ms for a in attempts if a.rtt_ms is not None)
     notices = tuple(dict.fromkeys(n for a in attempts for n in a.notices))
     outcomes = [a.outcome for a in attempts]
@@ -215,13 +268,13 @@ def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float,
     # the host answering: count it as unreachable.
     def effective(a: Attempt) -> str:
         if a.outcome == ProbeError.REFUSED.value and a.notices and not any(
-                _same_address(n.source, address) for n in a.notices):
+                same_address(n.source, address) for n in a.notices):
             return ProbeError.UNREACHABLE.value
         return a.outcome
 
     effective_outcomes = [effective(a) for a in attempts]
     host_spoke = (any(o in (OPEN, ProbeError.REFUSED.value) for o in effective_outcomes)
-                  or any(_same_address(n.source, address) for n in notices))
+                  or any(same_address(n.source, address) for n in notices))
     failures = Counter(o for o in effective_outcomes if o != OPEN)
     error: ProbeError | None = None
     message: str | None = None
@@ -230,13 +283,18 @@ def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float,
             message = f"{len(attempts) - len(rtts)}/{len(attempts)} connects failed (" + ", ".join(
                 f"{n} {o}" for o, n in failures.most_common()) + ")"
     elif failures:
-        error = max(failures, key=lambda o: (failures[o], -_PRECEDENCE.index(ProbeError(o))))
-        error = ProbeError(error)
+        error = ProbeError(max(failures, key=lambda o: (
+            failures[o], -_PRECEDENCE.index(ProbeError(o)))))
         message = _message(error, task, failures[error], len(attempts), notices, attempts)
-    detail = {"port": task.port, "outcomes": outcomes}
+    detail: dict = {"port": task.port, "outcomes": outcomes}
     errnos = [a.errno_name for a in attempts]
     if any(errnos):
         detail["errnos"] = errnos
+    if unsent:
+        detail["not_sent"] = len(unsent)
+        total = len(attempts) + len(unsent)
+        message = f"{message + '; ' if message else ''}{len(unsent)} of {total} attempts " + \
+            not_sent_message([a.errno_name or "?" for a in unsent])
     return ProbeResult(id=task.id, kind=task.kind, target=task.target, address=task.address,
                        sent=len(attempts), rtts_ms=rtts, error=error, message=message,
                        reached=host_spoke, notices=notices, detail=detail,
@@ -253,6 +311,10 @@ def _message(error: ProbeError, task: ProbeTask, count: int, total: int,
         return f"no answer from {where} within {task.timeout_s:g} s ({share})"
     if error is ProbeError.NO_ROUTE:
         return f"no route to {task.address} from this host ({share})"
+    if error is ProbeError.TTL_EXCEEDED:
+        senders = ", ".join(sorted({n.source for n in notices}))
+        return f"{where} not reached: the packets expired in transit (a routing loop?), " \
+               f"time-exceeded from {senders} ({share})"
     if notices:
         senders = ", ".join(f"{n.description} from {n.source}" for n in notices)
         return f"{where} unreachable: {senders} ({share})"
@@ -274,12 +336,10 @@ class TcpProbe:
             return not_measured(task.id, task.kind, task.target, task.address,
                                 ProbeError.INTERNAL, "a tcp probe needs a port")
         try:
-            family, _, _, _, sockaddr = socket.getaddrinfo(
-                task.address, task.port, type=socket.SOCK_STREAM,
-                flags=socket.AI_NUMERICHOST)[0]
-        except (OSError, UnicodeError) as exc:
+            family, sockaddr = sockaddr_for(task.address, task.port)
+        except ValueError as exc:
             return not_measured(task.id, task.kind, task.target, task.address,
-                                ProbeError.RESOLVE, f"not an IP address: {task.address!r} ({exc})")
+                                ProbeError.RESOLVE, str(exc))
         started_at = time.time()
         t0 = time.monotonic()
         attempts_n = max(1, task.attempts)
