@@ -77,6 +77,14 @@ def test_lab_config_describes_this_lab():
     assert cfg.defaults.timeout * cfg.defaults.attempts <= 2.0
 
 
+def test_the_packaged_copy_of_the_lab_config_is_current():
+    """`netprobe demo lab` ships a copy inside the package: it must not drift."""
+    packaged = REPO / "netprobe" / "data" / "lab.yaml"
+    if not packaged.exists():
+        pytest.skip("no packaged copy of configs/lab.yaml")
+    assert packaged.read_text() == (REPO / "configs" / "lab.yaml").read_text()
+
+
 def test_the_lab_offers_every_scenario():
     assert set(SCENARIOS) == {
         "healthy", "primary-cut", "primary-cut-frozen", "ce-down", "carrier-a-down",

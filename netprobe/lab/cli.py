@@ -41,9 +41,7 @@ def _lab(prefix: str, max_seconds: float | None = None):
 
 
 def _out(text: str) -> None:
-    from netprobe.ui import stdout_console
-
-    stdout_console().print(text, markup=False)
+    print(text, flush=True)  # plain lines: no wrapping when piped
 
 
 @app.command()
@@ -100,12 +98,18 @@ def status(
         flags = [f for f, on in (("FROZEN", c.get("frozen")),
                                  ("FAILBACK STUCK", c.get("failback") == "stuck")) if on]
         _out(f"  controller:  {'running' if c.get('alive') else 'NOT RUNNING'}, active "
-             f"{c.get('active')}, primary {c.get('primary_state')}, {c.get('switches')} "
-             f"switches, since {c.get('since')}" + (f"; {', '.join(flags)}" if flags else ""))
+             f"{c.get('active')}, primary {c.get('primary_state')}, switches: "
+             f"{c.get('switches')}, since {c.get('since')}" + (f"; {', '.join(flags)}" if flags else ""))
     else:
         _out("  controller:  no state")
     daemons = ", ".join(f"{n} {'up' if ok else 'DOWN'}" for n, ok in st.daemons.items())
     _out(f"  daemons:     {daemons}")
+    expires = st.info.get("expires_wall_s")
+    if expires:
+        from datetime import datetime
+
+        when = datetime.fromtimestamp(expires).astimezone().isoformat(timespec="seconds")
+        _out(f"  lifetime:    daemons end by themselves at {when} (`lab heal` restarts them)")
     _out(f"  state:       {st.state_dir} (controller.log: the controller's decisions)")
     raise typer.Exit(0 if st.is_up else 1)
 
@@ -121,7 +125,7 @@ def _scenario_help() -> str:
 @handles_errors
 def break_(
     scenario: Annotated[str, typer.Argument(help="What to break (see above).",
-                                            show_default=False)],
+                                            metavar="SCENARIO", show_default=False)],
     prefix: PrefixOpt = DEFAULT_PREFIX,
 ) -> None:
     lab = _lab(prefix)

@@ -12,10 +12,19 @@ Two file flags in the state directory rehearse what goes wrong in practice:
   controller.failback-stuck  switches over, never back (failback that does not happen)
 Both are read every tick; removing them resumes normal behaviour at once.
 
-Every decision goes to `controller.log` (JSON lines, with monotonic and wall
-clock timestamps; CLOCK_MONOTONIC is shared by every process on the host, so
-other tools can line their own observations up against it), and the current
-state to `controller.json` (rewritten atomically on change and every second).
+Every decision goes to `controller.log`, one JSON object a line:
+  event      start | primary_down | primary_up | switch | hold | freeze | unfreeze
+             | failback_stuck | failback_auto | stop
+  mono_s     CLOCK_MONOTONIC seconds: shared by every process on the host (and
+             every namespace), so other tools can line their observations up
+  wall_s, wall   the same instant as epoch seconds and ISO 8601 UTC
+  active     the line carrying traffic after the event
+  message    e.g. "switch to broadband-b at 2024-05-01T10:00:00.123Z"
+  switch:    from, to, reason, down_since_mono_s (send time of the first
+             unanswered probe of the streak that caused it; null on failback)
+  hold:      want (the line it would switch to), reason (frozen | failback stuck)
+The current state goes to `controller.json` (atomically, on change and every
+second).
 
 The defaults (10 misses at 100 ms) tolerate the lab's 30 %-loss scenario: ten
 losses in a row at 30 % happen about once in 170 000 probes, so a lossy line

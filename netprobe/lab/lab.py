@@ -147,12 +147,20 @@ class Lab:
         except BaseException:
             self.down()
             raise
-        now = time.time()
-        self._write_json("lab.json", {"created_wall_s": round(now, 3),
-                                      "expires_wall_s": round(now + self.settings.max_seconds, 3),
-                                      "max_seconds": self.settings.max_seconds})
+        self._record_lifetime(created=True)
         self._set_scenario("healthy")
         return self.status()
+
+    def _record_lifetime(self, created: bool = False) -> None:
+        now = time.time()
+        info: dict[str, Any] = {}
+        if not created:
+            with contextlib.suppress(OSError, ValueError):
+                info = json.loads((self.state_dir / "lab.json").read_text(encoding="utf-8"))
+        info.setdefault("created_wall_s", round(now, 3))
+        info.update(expires_wall_s=round(now + self.settings.max_seconds, 3),
+                    max_seconds=self.settings.max_seconds)
+        self._write_json("lab.json", info)
 
     def _build(self) -> None:
         for role in layout.ROLES:
@@ -193,11 +201,14 @@ class Lab:
         self._pid_file(name).write_text(f"{pid}\n{argv[2]}\n", encoding="utf-8")
         return pid
 
-    def _start_daemons(self, only_dead: bool = False) -> None:
+    def _start_daemons(self, only_dead: bool = False) -> int:
+        started = 0
         for d in layout.DAEMONS:
             if only_dead and self._daemon_pid(d.name) is not None:
                 continue
             self._spawn(d.name, d.role, self._daemon_argv(d))
+            started += 1
+        return started
 
     def _start_controller(self) -> None:
         t = self.settings.controller
@@ -366,9 +377,12 @@ class Lab:
         for role in layout.ROLES:
             system.nft_delete_tables(self.ns(role), SCENARIO_TABLE_PREFIX)
         restore_wire(self)
-        self._start_daemons(only_dead=True)
+        restarted = self._start_daemons(only_dead=True)
         if self._daemon_pid("controller") is None:
             self._start_controller()
+            restarted += 1
+        if restarted:  # ended (lifetime reached) or killed: they live on from now
+            self._record_lifetime()
         # Let the controller see the primary back before unfreezing it, or it
         # would act on its stale "primary down" and fail over needlessly.
         wait_until(lambda: (self.controller_state() or {}).get("primary_state") == "up",
