@@ -759,7 +759,8 @@ def _short_time(ts: float | None) -> str:
 def _window_text(s: HistorySummary) -> str:
     if s.runs == 0:
         return f"{s.db_path}: no runs in the window"
-    return (f"{s.db_path}: {s.runs} runs from {_short_time(s.first_run_at)} to "
+    noun = "run" if s.runs == 1 else "runs"
+    return (f"{s.db_path}: {s.runs} {noun} from {_short_time(s.first_run_at)} to "
             f"{_short_time(s.last_run_at)}; "
             + ", ".join(f"{n} {status}" for status, n in s.status_counts))
 

@@ -35,7 +35,7 @@ def test_every_format_renders_text_ending_in_newline(fmt):
 
 def test_render_accepts_the_format_name_and_rejects_an_unknown_one():
     assert render(ok_report(), "json") == render(ok_report(), Format.JSON)
-    with pytest.raises(ValueError):
+    with pytest.raises(NetprobeError, match="table, json, prom, junit, nagios, md"):
         render(ok_report(), "yaml")
 
 

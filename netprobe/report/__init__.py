@@ -65,14 +65,23 @@ EXTENSIONS: dict[str, Format] = {
 
 
 def renderer(fmt: Format) -> Callable[..., str]:
-    module, name = _RENDERERS[Format(fmt)]
+    module, name = _RENDERERS[parse_format(fmt)]
     return getattr(importlib.import_module(module), name)
+
+
+def parse_format(name: Format | str) -> Format:
+    """A Format from its name; OutputError (exit 3) naming the known ones."""
+    try:
+        return Format(name)
+    except ValueError:
+        known = ", ".join(f.value for f in Format)
+        raise OutputError(f"unknown format {name!r}; use one of {known}") from None
 
 
 def render(report: Report, fmt: Format | str, *, verbose: bool = False) -> str:
     """The report as text in `fmt`. `verbose` adds the probe table to `table`
     (the other formats always carry every probe)."""
-    fmt = Format(fmt)
+    fmt = parse_format(fmt)
     if fmt == Format.TABLE:
         return renderer(fmt)(report, verbose=verbose)
     return renderer(fmt)(report)
@@ -133,6 +142,7 @@ __all__ = [
     "Report",
     "build_report",
     "format_for_path",
+    "parse_format",
     "print_table",
     "render",
     "write_outputs",
