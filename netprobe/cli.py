@@ -68,25 +68,26 @@ def handles_errors(func: F) -> F:
 # -- shared options, declared once -------------------------------------------
 ConfigArg = Annotated[Path, typer.Argument(help="The site's YAML config.", metavar="CONFIG", show_default=False)]
 FormatOpt = Annotated[str, typer.Option(
-    "--format", "-f", help="What to print on stdout: table, json, prom, junit, nagios, md.")]
+    "--format", "-f", metavar="FORMAT",
+    help="What to print on stdout: table, json, prom, junit, nagios, md.")]
 OutputOpt = Annotated[list[Path] | None, typer.Option(
-    "--output", "-o", help="Also write a report file; the format follows the extension "
+    "--output", "-o", metavar="FILE", help="Also write a report file; the format follows the extension "
     "(.json .prom .xml .md .txt). Repeat for several. Written atomically.", show_default=False)]
 FailOnOpt = Annotated[str, typer.Option(
-    "--fail-on", help="Lowest severity that makes the exit code non-zero: warning or critical "
+    "--fail-on", metavar="LEVEL", help="Lowest severity that makes the exit code non-zero: warning or critical "
     "(CI: critical lets warnings pass).")]
 NetnsOpt = Annotated[str | None, typer.Option(
-    "--netns", help="Run inside this network namespace (root), e.g. nplab-office for the lab.",
+    "--netns", metavar="NAME", help="Run inside this network namespace (root), e.g. nplab-office for the lab.",
     show_default=False)]
 TimeoutOpt = Annotated[str | None, typer.Option(
-    "--timeout", help="Per-attempt timeout, overriding the config (e.g. 500ms).", show_default=False)]
+    "--timeout", metavar="DURATION", help="Per-attempt timeout, overriding the config (e.g. 500ms).", show_default=False)]
 AttemptsOpt = Annotated[int | None, typer.Option(
-    "--attempts", min=1, max=100, help="Attempts per probe, overriding the config.",
+    "--attempts", min=1, max=100, metavar="N", help="Attempts per probe, overriding the config.",
     show_default=False)]
 ConcurrencyOpt = Annotated[int, typer.Option(
-    "--concurrency", min=1, max=100_000, help="Probes in flight at once.")]
+    "--concurrency", min=1, max=100_000, metavar="N", help="Probes in flight at once.")]
 RateOpt = Annotated[float, typer.Option(
-    "--rate", help="Packet-rate limit per second for the whole run; 0 for no limit.")]
+    "--rate", metavar="PPS", help="Packet-rate limit per second for the whole run; 0 for no limit.")]
 NoTraceOpt = Annotated[bool, typer.Option(
     "--no-trace", help="Do not trace paths (the active line of each group stays unknown).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show every probe in the table.")]
@@ -181,12 +182,12 @@ def check(
     concurrency: ConcurrencyOpt = 1000,
     rate: RateOpt = 2000.0,
     deadline: Annotated[str | None, typer.Option(
-        "--deadline", help="Bound on the whole run (e.g. 30s); probes not done by then are "
+        "--deadline", metavar="DURATION", help="Bound on the whole run (e.g. 30s); probes not done by then are "
         "reported as not measured.", show_default=False)] = None,
     no_trace: NoTraceOpt = False,
     netns: NetnsOpt = None,
     history: Annotated[Path | None, typer.Option(
-        "--history", help="Append this run to a SQLite history database.",
+        "--history", metavar="DB", help="Append this run to a SQLite history database.",
         show_default=False)] = None,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
