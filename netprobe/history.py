@@ -18,7 +18,8 @@ out of time order (it then corrects the one row after it). Group rows carry
 NULL) and `switched` (standby differs from the previous known value).
 So `summarize` counts in one scan in primary-key order and runs its window
 functions (LAG to pair incident starts with recoveries) only over the rows
-where something changed: 100,000 runs x 20 components take about a second.
+where something changed: 100,000 runs x 20 components take 1.2-1.6 s on a
+2-core machine (bench/history_bench.py).
 `recompute_flags` rebuilds the flags from scratch with window functions
 (after a bulk load, and as the reference in the tests).
 
