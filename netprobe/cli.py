@@ -218,7 +218,7 @@ def check(
                    progress=None if quiet else RichProgress(err), on_interrupt=on_interrupt)
     diagnosis = diagnose(topology, evidence)
     report = build_report(topology.vantage, str(config), evidence, diagnosis, severity,
-                          topology=topology.to_json())
+                          thresholds=topology.thresholds, topology=topology.to_json())
     _emit(report, fmt, outputs, quiet, verbose, history)
     raise typer.Exit(report.exit_code)
 
@@ -313,7 +313,8 @@ def diagnose(
         raise NetprobeError(f"{run_json}: probes section is damaged: {exc!r}") from None
     diagnosis = run_diagnosis(topology, evidence)
     report = build_report(topology.vantage, data.get("config", str(run_json)), evidence, diagnosis,
-                          severity, topology=topology.to_json(), rediagnosed_from=str(run_json))
+                          severity, thresholds=topology.thresholds, topology=topology.to_json(),
+                          rediagnosed_from=str(run_json))
     _emit(report, fmt, outputs, quiet, verbose, None)
     raise typer.Exit(report.exit_code)
 
