@@ -25,6 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+if typing.TYPE_CHECKING:
+    from netprobe.topology import Topology
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 
@@ -436,7 +439,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return config
 
 
-def load_topology(path: str | os.PathLike[str]) -> Any:
+def load_topology(path: str | os.PathLike[str]) -> Topology:
     """`load_config` then `build_topology`: the pipeline's first stage."""
     from netprobe.topology import build_topology
 
@@ -472,6 +475,8 @@ def _check_version(data: dict[Any, Any], root: Any) -> list[_Problem]:
     value = data["version"]
     entry = root.entries["version"]
     if isinstance(value, int) and not isinstance(value, bool) and value == 1:
+        return []
+    if isinstance(value, float) and value == 1:
         return []
     if isinstance(value, int | float) and not isinstance(value, bool):
         return [_Problem(entry[1].mark, ("version",),
@@ -640,7 +645,11 @@ def _humanize(err: Any, loc: tuple[Any, ...], node: Any) -> str:
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     got = _describe(value, node)
     if kind == "missing":
-        return f"missing required key {loc[-1]!r}"
+        model = _type_at(loc[:-1])
+        field = model.model_fields.get(loc[-1]) if isinstance(model, type) and issubclass(
+            model, BaseModel) and isinstance(loc[-1], str) else None
+        about = f" ({field.description})" if field is not None and field.description else ""
+        return f"missing required key {loc[-1]!r}{about}"
     if kind == "extra_forbidden":
         model = _type_at(loc[:-1])
         fields = list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
@@ -917,16 +926,17 @@ def _format_problems(source: str, problems: list[_Problem], root: Any) -> list[s
     return list(dict.fromkeys(lines))  # one problem found twice is said once
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")  # shown as .key; anything else as ['key']
+
+
 def _format_path(path: tuple[Any, ...], root: Any) -> str:
     """('endpoints', 'dc-app', 'path', 1) -> 'endpoints.dc-app.path[1]'."""
-    from netprobe.yamlpos import NAME_LIKE
-
     text, node = "", root
     for element in path:
         found = node.child(element) if node is not None else None
         if node is not None and node.kind == "seq" and isinstance(element, int):
             text += f"[{element}]"
-        elif isinstance(element, str) and NAME_LIKE.match(element):
+        elif isinstance(element, str) and _PLAIN_KEY.match(element):
             text += f".{element}" if text else element
         else:
             shown = str(element) if isinstance(element, str) else repr(element)
@@ -955,7 +965,16 @@ def config_json_schema() -> dict[str, Any]:
         if isinstance(node, dict):
             if _REF_LATER in node:
                 return {"$ref": f"#/$defs/{node[_REF_LATER]}"}
-            return {k: link(v) for k, v in node.items()}
+            node = {k: link(v) for k, v in node.items()}
+            patterns = node.get("patternProperties")
+            if isinstance(patterns, dict) and len(patterns) == 1:
+                # a mapping of names: say that every key must be a name, so an
+                # editor flags `core router:` instead of silently allowing it
+                ((pattern, value),) = patterns.items()
+                del node["patternProperties"]
+                node["propertyNames"] = {**node.get("propertyNames", {}), "pattern": pattern}
+                node["additionalProperties"] = value
+            return node
         if isinstance(node, list):
             return [link(v) for v in node]
         return node

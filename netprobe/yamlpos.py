@@ -19,7 +19,6 @@ recursive composer and constructor, because configs are untrusted input:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -383,5 +382,3 @@ class _Builder:
             node.source = text
         return node, value
 
-
-NAME_LIKE = re.compile(r"^[A-Za-z0-9_-]+$")

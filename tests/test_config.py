@@ -106,6 +106,10 @@ CASES: list[tuple[str, str | bytes, list[str]]] = [
     ("a line's device missing",
      edit("{device: ce-hq, far_end: 198.51.100.5", "{device: ce-hp, far_end: 198.51.100.5"),
      ["site.yaml:9:25: lines.broadband-b.device: no device named 'ce-hp' (did you mean 'ce-hq'?)"]),
+    ("a required key missing, with what it is for",
+     edit("{device: ce-hq, far_end: 198.51.100.5, ", "{device: ce-hq, "),
+     ["site.yaml:9:16: lines.broadband-b.far_end: missing required key 'far_end' (the carrier's "
+      "end; probed to test this line alone)"]),
     ("a line's device is a line",
      edit("{device: ce-hq, far_end: 198.51.100.5", "{device: leased-a, far_end: 198.51.100.5"),
      ["site.yaml:9:25: lines.broadband-b.device: 'leased-a' is a line, not a device; a line's "
@@ -391,6 +395,7 @@ def test_schema_accepts_the_example_and_rejects_a_bad_document():
     assert {"defaults/timeout", "defaults/thresholds/loss/warn", "devices/ce-hq",
             "endpoints/x/probes/0", "endpoints/x/probes/1"} <= failing
     assert not validator.is_valid(dict(doc, version=2))
+    assert not validator.is_valid(dict(doc, devices={"core router": {"address": "192.0.2.1"}}))
 
 
 @pytest.mark.parametrize("probe", ["icmp", "trace", "tcp/443", {"trace": None},
