@@ -253,6 +253,7 @@ def test_routed_dns_unreachable_names_the_router(routed_lab: RoutedLab) -> None:
     assert [(n.source, n.type, n.code) for n in host4.notices] == [(L.ROUTER4, 3, 1)]
     assert [(n.source, n.type, n.code) for n in prohibited6.notices] == [(L.ROUTER6, 1, 1)]
     assert forged.notices[0].source == L.ROUTER4
+    assert forged.detail["errnos"] == ["ECONNREFUSED", "ECONNREFUSED"]  # what the kernel said
     assert L.ROUTER4 in host4.message
 
 

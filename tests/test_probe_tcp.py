@@ -199,7 +199,8 @@ def test_icmp_refusal_by_a_firewall_is_not_the_host_answering(routed_lab: Routed
         task(L.ROUTER4, L.ROUTER_REJECT_PORT, attempts=2),  # the target rejects itself
     ])
     assert fake.error is ProbeError.UNREACHABLE and fake.reached is False
-    assert fake.detail["outcomes"] == ["refused", "refused"]  # the kernel said ECONNREFUSED
+    assert fake.detail["outcomes"] == ["unreachable", "unreachable"]
+    assert fake.detail["errnos"] == ["ECONNREFUSED", "ECONNREFUSED"]  # what the kernel said
     assert fake.notices[0].source == L.ROUTER4 and fake.notices[0].code == 3
     # An ICMP error sent by the target itself proves the target is up.
     assert router_itself.error is ProbeError.UNREACHABLE and router_itself.reached is True

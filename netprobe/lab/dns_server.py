@@ -261,6 +261,20 @@ def _formerr(wire: bytes) -> bytes | None:
     return response.to_wire()
 
 
+_UDP_RCVBUF_BYTES = 4 << 20  # a burst of thousands of queries waits instead of being dropped
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """Best effort: past rmem_max only with CAP_NET_ADMIN (SO_RCVBUFFORCE)."""
+    for option in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, _UDP_RCVBUF_BYTES)
+            return
+        except OSError:
+            continue
+
+
 def _bind_pair(host: str, port: int, tries: int = 20) -> tuple[socket.socket, socket.socket]:
     """A UDP and a TCP socket bound to the same address and port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -273,6 +287,7 @@ def _bind_pair(host: str, port: int, tries: int = 20) -> tuple[socket.socket, so
                 if family == socket.AF_INET6:
                     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            _grow_receive_buffer(udp)
             udp.bind((host, port))
             tcp.bind((host, udp.getsockname()[1]))
             tcp.listen(64)

@@ -44,6 +44,7 @@ from netprobe.probes.tcp import (
     LOCAL_RESOURCE_ERRNOS,
     NOT_SENT,
     enable_recverr,
+    from_a_firewall,
     is_time_exceeded,
     not_sent_message,
     read_icmp_errors,
@@ -70,7 +71,7 @@ class Attempt:
     """One query: how it ended, and what the server said if it said anything."""
 
     outcome: str  # OK or a ProbeError value
-    rtt_ms: float | None = None  # time to the answer (both legs when TCP fallback ran)
+    rtt_ms: float | None = None  # query sent to answer read (both legs after a TCP fallback)
     rcode: str | None = None
     answers: tuple[str, ...] = ()
     tcp_fallback: bool = False
@@ -98,7 +99,8 @@ def _normalize_text(rdtype: str, value: str) -> Any:
             return text
         return _normalize_rdata(rd)
     try:  # names and name-bearing records: case and the trailing dot do not matter
-        rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=dns.name.root, relativize=False)
+        rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=dns.name.root,
+                                 relativize=False)
     except Exception:
         return text.rstrip(".").lower() + "."
     return _normalize_rdata(rd)
@@ -137,6 +139,10 @@ class ConnectedUdp(dns.asyncbackend.DatagramSocket):
     def __init__(self, sock: socket.socket) -> None:
         super().__init__(sock.family, socket.SOCK_DGRAM)
         self.sock = sock
+        # perf_counter stamps around the wire, so the RTT leaves out building
+        # and parsing messages (our CPU, not the network).
+        self.sent_at: float | None = None
+        self.received_at: float | None = None
 
     @classmethod
     def open(cls, server: str, port: int) -> ConnectedUdp:
@@ -152,6 +158,7 @@ class ConnectedUdp(dns.asyncbackend.DatagramSocket):
         return cls(sock)
 
     async def sendto(self, what: bytes, destination: Any, timeout: float | None) -> int:
+        self.sent_at = time.perf_counter()
         await asyncio.get_running_loop().sock_sendall(self.sock, what)
         return len(what)
 
@@ -161,6 +168,7 @@ class ConnectedUdp(dns.asyncbackend.DatagramSocket):
                 data = await asyncio.get_running_loop().sock_recv(self.sock, size)
         except TimeoutError:
             raise dns.exception.Timeout(timeout=timeout) from None
+        self.received_at = time.perf_counter()
         return data, self.sock.getpeername()
 
     def icmp_errors(self) -> tuple[IcmpNotice, ...]:
@@ -208,7 +216,10 @@ async def query_once(query: dns.message.Message, server: str, port: int, timeout
         # The server spoke but not DNS we can use (closed the TCP leg, garbage).
         return Attempt(outcome=ProbeError.DNS_ERROR.value, tcp_fallback=tcp_fallback,
                        why=f"unusable answer: {type(exc).__name__} {exc}".strip())
-    rtt_ms = (time.perf_counter() - started) * 1000.0
+    if tcp_fallback or udp.sent_at is None or udp.received_at is None:
+        rtt_ms = (time.perf_counter() - (udp.sent_at or started)) * 1000.0
+    else:
+        rtt_ms = (udp.received_at - udp.sent_at) * 1000.0
     rcode = dns.rcode.to_text(response.rcode())
     rdatas = _answer_rdatas(response, rdtype)
     answers = tuple(rd.to_text() for rd in rdatas)
@@ -250,12 +261,7 @@ def summarize(task: ProbeTask, server: str, port: int, attempts: list[Attempt],
             not_measured(task.id, task.kind, task.target, task.address, ProbeError.INTERNAL,
                          not_sent_message([a.errno_name or "?" for a in unsent])),
             started_at=started_at, duration_s=duration_s)
-    # A port-unreachable forged by a firewall on the way is not the server's host
-    # answering: count it as unreachable.
-    attempts = [dataclasses.replace(a, outcome=ProbeError.UNREACHABLE.value)
-                if a.outcome == ProbeError.REFUSED.value and a.notices
-                and not any(same_address(n.source, server) for n in a.notices) else a
-                for a in attempts]
+    attempts = [from_a_firewall(a, server) for a in attempts]
     notices = tuple(dict.fromkeys(n for a in attempts for n in a.notices))
     rtts = tuple(a.rtt_ms for a in attempts if a.outcome == OK and a.rtt_ms is not None)
     failures = Counter(a.outcome for a in attempts if a.outcome != OK)
@@ -279,6 +285,9 @@ def summarize(task: ProbeTask, server: str, port: int, attempts: list[Attempt],
         "port": port,
         "outcomes": [a.outcome for a in attempts],
     }
+    errnos = [a.errno_name for a in attempts]
+    if any(errnos):
+        detail["errnos"] = errnos
     if unsent:
         detail["not_sent"] = len(unsent)
     reached = (any(a.outcome in (OK, ProbeError.DNS_ERROR.value, ProbeError.DNS_MISMATCH.value,

@@ -28,6 +28,7 @@ import struct
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
 from netprobe.probes.interface import ProbeContext, ProbeTask
@@ -245,6 +246,16 @@ def same_address(a: str, b: str) -> bool:
         return a == b
 
 
+def from_a_firewall(attempt: Any, target: str) -> Any:
+    """An ICMP port-unreachable sent by some firewall on the way, not by the target,
+    is no proof the target is up: the attempt becomes `unreachable` (its errno
+    stays ECONNREFUSED). Works on any attempt type with `outcome` and `notices`."""
+    if (attempt.outcome == ProbeError.REFUSED.value and attempt.notices
+            and not any(same_address(n.source, target) for n in attempt.notices)):
+        return dataclasses.replace(attempt, outcome=ProbeError.UNREACHABLE.value)
+    return attempt
+
+
 def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float,
               duration_s: float) -> ProbeResult:
     """Fold the attempts into one result; the dominant failure when none opened.
@@ -260,22 +271,13 @@ def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float,
             not_measured(task.id, task.kind, task.target, task.address, ProbeError.INTERNAL,
                          not_sent_message([a.errno_name or "?" for a in unsent])),
             started_at=started_at, duration_s=duration_s)
+    attempts = [from_a_firewall(a, address) for a in attempts]
     rtts = tuple(a.rtt_ms for a in attempts if a.rtt_ms is not None)
     notices = tuple(dict.fromkeys(n for a in attempts for n in a.notices))
     outcomes = [a.outcome for a in attempts]
-
-    # An ICMP "refused" (port unreachable) from some firewall on the way is not
-    # the host answering: count it as unreachable.
-    def effective(a: Attempt) -> str:
-        if a.outcome == ProbeError.REFUSED.value and a.notices and not any(
-                same_address(n.source, address) for n in a.notices):
-            return ProbeError.UNREACHABLE.value
-        return a.outcome
-
-    effective_outcomes = [effective(a) for a in attempts]
-    host_spoke = (any(o in (OPEN, ProbeError.REFUSED.value) for o in effective_outcomes)
+    host_spoke = (any(o in (OPEN, ProbeError.REFUSED.value) for o in outcomes)
                   or any(same_address(n.source, address) for n in notices))
-    failures = Counter(o for o in effective_outcomes if o != OPEN)
+    failures = Counter(o for o in outcomes if o != OPEN)
     error: ProbeError | None = None
     message: str | None = None
     if rtts:
