@@ -147,10 +147,16 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             t = dataclasses.replace(t, address=answer)
         runnable.append(t)
 
-    raise_fd_limit(min(opts.concurrency, len(runnable)) + 256)
+    # TCP and DNS probes hold a descriptor each while in flight (ICMP shares one
+    # socket): lift the soft limit if we may, else run fewer at once rather than
+    # fail with EMFILE half-way through.
+    fd_reserve = 64
+    soft_fds = raise_fd_limit(min(opts.concurrency, len(runnable)) + fd_reserve)
+    concurrency = max(1, min(opts.concurrency, soft_fds - fd_reserve))
     ctx = ProbeContext(RateLimiter(opts.rate_pps))
-    semaphore = asyncio.Semaphore(max(1, opts.concurrency))
-    deadline_s = opts.deadline_s or default_deadline_s(runnable, opts)
+    semaphore = asyncio.Semaphore(concurrency)
+    deadline_s = opts.deadline_s or default_deadline_s(
+        runnable, dataclasses.replace(opts, concurrency=concurrency))
 
     async def guarded(t: ProbeTask) -> None:
         async with semaphore:
