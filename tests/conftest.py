@@ -148,14 +148,6 @@ def netns(label: str) -> Iterator[str]:
         sh("ip", "netns", "del", name, check=False)
 
 
-@pytest.fixture()
-def make_netns() -> Iterator:
-    """Factory: `make_netns("label") -> name`; every namespace made is deleted at teardown."""
-    stack = contextlib.ExitStack()
-    with stack:
-        yield lambda label="t": stack.enter_context(netns(label))
-
-
 _RUNNER = r"""
 import asyncio, json, sys
 from netprobe.probes import ProbeContext, ProbeTask, get_probe
