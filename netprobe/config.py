@@ -28,7 +28,7 @@ from pydantic import (
 if typing.TYPE_CHECKING:
     from netprobe.topology import Topology
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAME_PATTERN = r"^[^\W_][\w.-]*$"  # letters (any script), digits, _ . -
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -674,7 +674,8 @@ def _humanize(err: Any, loc: tuple[Any, ...], node: Any) -> str:
         return f"expected a list, got {got} (write [a, b] or one '- item' per line)"
     if kind == "string_pattern_mismatch":
         if ctx.get("pattern") == NAME_PATTERN:
-            return (f"{got} is not a valid name: use letters, digits, '.', '_' and '-', "
+            return (f"{got} is not a valid name: use letters (any script), digits, '.', '_' "
+                    "and '-', "
                     "starting with a letter or digit")
         return f"{got} does not match the pattern {ctx.get('pattern')}"
     if kind == "string_too_long":

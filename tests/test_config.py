@@ -215,8 +215,12 @@ CASES: list[tuple[str, str | bytes, list[str]]] = [
      ["site.yaml:12:3: groups.dc-lan: group 'dc-lan' has no lines (did you mean 'dc-wan'?)"]),
     ("a name that is not a name",
      edit("  ce-hq: {address: 192.0.2.1}", "  ce-hq: {address: 192.0.2.1}\n  'core router': {address: 192.0.2.2}"),
-     ["site.yaml:6:3: devices['core router']: 'core router' is not a valid name: use letters, "
-      "digits, '.', '_' and '-', starting with a letter or digit"]),
+     ["site.yaml:6:3: devices['core router']: 'core router' is not a valid name: use letters "
+      "(any script), digits, '.', '_' and '-', starting with a letter or digit"]),
+    ("names in any script are names",
+     edit("  ce-hq: {address: 192.0.2.1}", "  ce-hq: {address: 192.0.2.1}\n  本庁舎: {address: 192.0.2.2}")
+     + "  web: {address: 203.0.113.10, path: [本庁舎, 回線]}\n",
+     ["site.yaml:18:44: endpoints.web.path[1]: no device, line or group named '回線'"]),
     ("unknown YAML tag",
      BASE + "vantage: !!python/object:os.system echo\n",
      ["site.yaml:17:10: vantage: unsupported YAML tag '!!python/object:os.system': a config "

@@ -233,7 +233,7 @@ HOSTILE: list[tuple[str, str | bytes, str]] = [
     ("emoji names", example_with("  ce-hq:", "  🚀-hq:"), "is not a valid name"),
     ("unicode vantage", example_with("vantage: city-hall-lan", "vantage: 市役所の LAN 🏛️"), ""),
     ("unicode in a path", example_with("path: [ce-hq, dc-wan, dc-edge]", "path: [ce-hq, 回線, dc-edge]"),
-     "'回線' is not a valid name"),
+     "no device, line or group named '回線'"),
     ("a key with a newline", 'version: 1\ndevices: {"a\\nb": {address: 192.0.2.1}}\n',
      "is not a valid name"),
     ("complex key", "version: 1\ndevices: {? [a, b] : {address: 192.0.2.1}}\n",
