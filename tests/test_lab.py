@@ -23,7 +23,7 @@ import pytest
 
 from netprobe.errors import NetprobeError
 from netprobe.lab import layout
-from netprobe.lab.lab import Lab, LabSettings
+from netprobe.lab.lab import STATE_ROOT, Lab, LabSettings
 from netprobe.lab.netns import enter_netns, list_netns
 from netprobe.lab.reach import dns_answers, ping_burst, ping_rtts_ms, tcp_connect
 from netprobe.lab.system import pid_alive, run_in_netns
@@ -41,10 +41,13 @@ LAB_CLI = "from netprobe.lab.cli import app; app()"
 
 def _remove_stale_labs() -> None:
     """Labs of test runs that were killed: their pid is in the prefix and gone."""
-    prefixes = {m.group(1) for n in list_netns() if (m := re.match(r"^(nplt(\d+))-", n))
+    names = list_netns()
+    if STATE_ROOT.is_dir():
+        names += [p.name + "-" for p in STATE_ROOT.iterdir()]
+    prefixes = {m.group(1) for n in names if (m := re.match(r"^(nplt(\d+))-", n))
                 and m.group(1) != PREFIX and not os.path.exists(f"/proc/{m.group(2)}")}
     for prefix in prefixes:
-        Lab(LabSettings(prefix=prefix)).down()
+        Lab(LabSettings(prefix=prefix)).down(purge=True)
 
 
 @pytest.fixture()
@@ -56,7 +59,7 @@ def lab() -> Iterator[Lab]:
         lab.up()
         yield lab
     finally:
-        lab.down()
+        lab.down(purge=True)
 
 
 def lab_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -66,9 +66,14 @@ def up(
 
 @app.command()
 @handles_errors
-def down(prefix: PrefixOpt = DEFAULT_PREFIX) -> None:
+def down(
+    prefix: PrefixOpt = DEFAULT_PREFIX,
+    purge: Annotated[bool, typer.Option(
+        "--purge", help="Also delete the state directory (the controller's log, daemon "
+        "logs), kept by default for a post-mortem.")] = False,
+) -> None:
     """Kill the lab's daemons and delete its namespaces. Safe to run any time."""
-    removed = _lab(prefix).down()
+    removed = _lab(prefix).down(purge=purge)
     _out(f"lab {prefix}: removed {len(removed)} namespaces" if removed
          else f"lab {prefix}: nothing to remove")
 

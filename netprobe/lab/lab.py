@@ -250,9 +250,10 @@ class Lab:
                                     f"{timeout_s:.0f} s; daemon logs are in {self.state_dir}/logs")
 
     # -- down -------------------------------------------------------------------
-    def down(self) -> list[str]:
+    def down(self, purge: bool = False) -> list[str]:
         """Kill every process in the lab's namespaces and our recorded daemons, delete
-        the namespaces. Idempotent; returns the namespaces removed."""
+        the namespaces. Idempotent; returns the namespaces removed. The controller's
+        log and the daemons' logs stay for a post-mortem unless `purge`."""
         self.require_root()
         names = list_netns(self.prefix)
         for name in names:
@@ -270,7 +271,8 @@ class Lab:
         for leftover in (STATE_NAME, "scenario", "lab.json", FROZEN_FLAG, FAILBACK_STUCK_FLAG):
             with contextlib.suppress(FileNotFoundError):
                 (self.state_dir / leftover).unlink()
-        # controller.log and logs/ stay for a post-mortem; `up` starts afresh.
+        if purge:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
         return names
 
     # -- daemons ------------------------------------------------------------------
