@@ -12,9 +12,14 @@ Protocols (`task.params["protocol"]`):
   icmp  echo request; the destination answers echo reply
 
 Each packet carries its number (hence its TTL) where an ICMP error quotes it
-back: the TCP/UDP source port (base + number) or the ICMP sequence number. Sending and receiving
-use raw sockets on the asyncio loop (no thread, no blocking `sr`); scapy only
-builds and dissects packets, and is imported on first use. Raw sockets need
+back: the TCP/UDP source port (base + number) or the ICMP sequence number.
+Sending and receiving use raw sockets on the asyncio loop (no blocking `sr`).
+scapy, imported on first use, builds the packets in a worker thread (it takes
+milliseconds a packet); answers are dissected by hand, because the receiving
+sockets see every ICMP (and TCP) packet of the host and the event loop must
+stay quick, and RTTs use the kernel's receive timestamps. The source address
+comes from the kernel's own route lookup, so scapy's routing table (read at
+import, maybe in another namespace) is never used. Raw sockets need
 CAP_NET_RAW, which `preflight` checks without sending anything.
 
 The result is one attempt (`sent=1`): `reached` says whether the destination
