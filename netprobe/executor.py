@@ -147,12 +147,13 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             t = dataclasses.replace(t, address=answer)
         runnable.append(t)
 
-    # TCP and DNS probes hold a descriptor each while in flight (ICMP shares one
-    # socket): lift the soft limit if we may, else run fewer at once rather than
-    # fail with EMFILE half-way through.
+    # A TCP or DNS probe holds a descriptor per attempt in flight (its attempts
+    # overlap); ICMP shares one socket. Lift the soft limit if we may, else run
+    # fewer at once rather than fail with EMFILE half-way through.
     fd_reserve = 64
-    soft_fds = raise_fd_limit(min(opts.concurrency, len(runnable)) + fd_reserve)
-    concurrency = max(1, min(opts.concurrency, soft_fds - fd_reserve))
+    per_task = max((t.attempts for t in runnable if t.kind in ("tcp", "dns")), default=1)
+    soft_fds = raise_fd_limit(min(opts.concurrency, len(runnable)) * per_task + fd_reserve)
+    concurrency = max(1, min(opts.concurrency, (soft_fds - fd_reserve) // per_task))
     ctx = ProbeContext(RateLimiter(opts.rate_pps))
     semaphore = asyncio.Semaphore(concurrency)
     deadline_s = opts.deadline_s or default_deadline_s(
