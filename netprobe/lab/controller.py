@@ -14,7 +14,7 @@ Both are read every tick; removing them resumes normal behaviour at once.
 
 Every decision goes to `controller.log`, one JSON object a line:
   event      start | primary_down | primary_up | switch | hold | freeze | unfreeze
-             | failback_stuck | failback_auto | stop
+             | failback_stuck | failback_auto | error (a switch failed; retried) | stop
   mono_s     CLOCK_MONOTONIC seconds: shared by every process on the host (and
              every namespace), so other tools can line their observations up
   wall_s, wall   the same instant as epoch seconds and ISO 8601 UTC
@@ -123,6 +123,7 @@ class Controller:
         self.frozen = False
         self.failback_stuck = False
         self.held: str | None = None  # the switch we are holding back, logged once
+        self.last_error: str | None = None  # the last failure to switch, logged once
         self.switches = 0
         self.probes_sent = 0
         self.replies = 0
@@ -170,14 +171,25 @@ class Controller:
         if self.s.flush_conntrack:
             # NAT bindings made on the old line would keep replies on it.
             with contextlib.suppress(Exception):
-                from pyroute2 import Conntrack
+                from pyroute2 import Conntrack  # imported at start: a switch stays quick
 
                 with Conntrack() as ct:
                     ct.flush()
 
     def switch(self, to: Uplink, why: str) -> None:
         before = self.active
-        self.set_route(to)
+        try:
+            self.set_route(to)
+        except (OSError, subprocess.SubprocessError) as exc:
+            # keep running: the next tick tries again; say so once per attempt
+            detail = getattr(exc, "stderr", b"") or b""
+            message = f"could not switch to {to.name}: {exc}" + (
+                f" ({detail.decode(errors='replace').strip()})" if detail else "")
+            if message != self.last_error:  # once, not every tick
+                self.last_error = message
+                self.log("error", message, want=to.name)
+            return
+        self.last_error = None
         self.active = to.name
         self.since_wall = time.time()
         self.switches += 1
@@ -250,6 +262,9 @@ class Controller:
         sock.setblocking(False)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
+        if self.s.flush_conntrack:
+            with contextlib.suppress(ImportError):
+                from pyroute2 import Conntrack  # noqa: F401  (slow: not mid-switch)
         self.read_flags()
         self.set_route(self.s.primary)
         self.log("start", f"controller started, {self.s.primary.name} active",
