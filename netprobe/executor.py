@@ -54,15 +54,23 @@ def task_budget_s(task: ProbeTask) -> float:
     return task.attempts * task.interval_s + task.timeout_s * (2 if task.kind == "trace" else 1) + 1.0
 
 
+def probe_phase(kind: str) -> int:
+    """Order of a probe kind in the run: measuring probes (0) before path discovery (1)."""
+    return int(getattr(get_probe(kind), "phase", 0))
+
+
 def default_deadline_s(tasks: list[ProbeTask], options: RunOptions) -> float:
-    """Budget for a run: the slowest probe, plus the time the rate limit needs."""
+    """Budget for a run: the slowest probe of each phase, plus the time the rate limit needs."""
     if not tasks:
         return 1.0
-    slowest = max(task_budget_s(t) for t in tasks)
+    budget = 0.0
+    for phase in {probe_phase(t.kind) for t in tasks}:
+        in_phase = [t for t in tasks if probe_phase(t.kind) == phase]
+        waves = len(in_phase) / max(1, options.concurrency)
+        budget += max(task_budget_s(t) for t in in_phase) * max(1.0, waves)
     packets = sum(t.attempts for t in tasks)
     pacing = packets / options.rate_pps if options.rate_pps > 0 else 0.0
-    waves = len(tasks) / max(1, options.concurrency)
-    return slowest * max(1.0, waves) + pacing + 2.0
+    return budget + pacing + 2.0
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -178,24 +186,27 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             settle(result)
 
     interrupted = False
-    pending = [asyncio.ensure_future(guarded(t)) for t in runnable]
-    waiters = list(pending)
+    pending: list[asyncio.Future] = []
     stop_wait = asyncio.ensure_future(stop.wait()) if stop else None
-    if stop_wait:
-        waiters.append(stop_wait)
+    end = t0 + deadline_s
     try:
-        remaining = set(pending)
-        end = t0 + deadline_s
-        while remaining:
-            timeout = end - time.monotonic()
-            if timeout <= 0:
-                break
-            done, _ = await asyncio.wait(
-                remaining | ({stop_wait} if stop_wait else set()),
-                timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            remaining -= done
-            if stop_wait and stop_wait in done:
-                interrupted = True
+        # Phases run one after the other: path discovery (traces) builds packets
+        # with scapy, and doing that while RTTs are measured would inflate them.
+        for phase in sorted({probe_phase(t.kind) for t in runnable}):
+            batch = [asyncio.ensure_future(guarded(t)) for t in runnable
+                     if probe_phase(t.kind) == phase]
+            pending += batch
+            remaining = set(batch)
+            while remaining and not interrupted:
+                timeout = end - time.monotonic()
+                if timeout <= 0:
+                    break
+                done, _ = await asyncio.wait(
+                    remaining | ({stop_wait} if stop_wait else set()),
+                    timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                remaining -= done
+                interrupted = bool(stop_wait and stop_wait in done)
+            if remaining or interrupted:
                 break
     finally:
         for fut in pending:

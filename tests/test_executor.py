@@ -134,3 +134,31 @@ def test_fd_limit_can_be_raised_towards_hard_limit():
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert raise_fd_limit(soft) >= soft
+
+
+class _PathProbe(_BehaviourProbe):
+    """A phase-1 probe (like trace) that records when it started."""
+
+    kind = "pathfinder"
+    phase = 1
+    started: list[float] = []
+
+    async def run(self, task, ctx):
+        self.started.append(time.monotonic())
+        return await super().run(task, ctx)
+
+
+def test_path_discovery_runs_after_the_measuring_probes(monkeypatch):
+    import types
+
+    module = types.ModuleType("pathfinder_probe")
+    module.PROBE = _PathProbe()
+    monkeypatch.setitem(__import__("sys").modules, "pathfinder_probe", module)
+    monkeypatch.setitem(PROBE_MODULES, "pathfinder", "pathfinder_probe")
+    _PathProbe.started = []
+    path_task = ProbeTask(id="p/trace", kind="pathfinder", target="p", address="127.0.0.1",
+                          attempts=1, timeout_s=0.2, interval_s=0.0)
+    t0 = time.monotonic()
+    ev = asyncio.run(run_plan([path_task, task("slow", sleep_s=0.3)]))
+    assert [r.id for r in ev.results] == ["p/trace", "slow/b"]  # plan order kept
+    assert _PathProbe.started and _PathProbe.started[0] - t0 >= 0.28

@@ -94,6 +94,10 @@ class ProbeContext:
 
 class Probe(Protocol):
     kind: str
+    # The executor runs phase 0 (measuring: icmp, tcp, dns) to completion before
+    # phase 1 (path discovery: trace), so building trace packets never inflates
+    # a measured RTT. A probe without the attribute is phase 0.
+    phase: int
 
     def preflight(self, tasks: list[ProbeTask]) -> str | None:
         """Why these tasks cannot be measured here (a missing privilege), or None.

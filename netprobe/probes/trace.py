@@ -267,6 +267,7 @@ def _source_address(target: str, port: int | None) -> str:
 
 class TraceProbe:
     kind = "trace"
+    phase = 1  # after the measuring probes: see Probe.phase
 
     def preflight(self, tasks: list[ProbeTask]) -> str | None:
         try:
