@@ -1,19 +1,23 @@
 """netprobe's side of the ICMP sweep benchmark: one process, one sweep.
 
-    icmp_driver.py TARGETS_FILE TIMEOUT_MS [--executor]
+    icmp_driver.py TARGETS_FILE TIMEOUT_MS [--executor] [--gc-freeze]
 
 Sends one echo request to every address in TARGETS_FILE (one per line) with
 netprobe's ICMP probe - `PROBE.run` for every task through one
 `ProbeContext`, the same path a `netprobe check` takes, with the packet rate
 unlimited - and prints the addresses that replied, one per line. With
 `--executor` the tasks go through `netprobe.executor.run_plan` instead
-(concurrency = number of targets, rate unlimited). `icmp_sweep.py` runs this
-inside the lab's source namespace and measures it as a separate process.
+(concurrency = number of targets, rate unlimited). `--gc-freeze` calls
+`gc.freeze()` once the tasks are built, as a long-lived CLI may do after
+loading its plan, so the garbage collector stops walking the start-up objects.
+`icmp_sweep.py` runs this inside the lab's source namespace and measures it as
+a separate process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 from netprobe.evidence import ProbeResult
@@ -51,6 +55,8 @@ def main(argv: list[str]) -> int:
     with open(argv[0]) as f:
         addresses = [line.strip() for line in f if line.strip()]
     tasks = make_tasks(addresses, float(argv[1]) / 1000)
+    if "--gc-freeze" in argv[2:]:
+        gc.freeze()
     via_executor = "--executor" in argv[2:]
     results = sweep_with_executor(tasks) if via_executor else asyncio.run(sweep(tasks))
     sys.stdout.write("".join(f"{r.address}\n" for r in results if r.received))

@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--executor", action="store_true",
                         help="drive netprobe through executor.run_plan instead of PROBE.run")
+    parser.add_argument("--also-gc-freeze", action="store_true",
+                        help="also time netprobe with gc.freeze() after building the tasks")
     args = parser.parse_args(argv)
     sizes = args.n or [1000, 10000]
     if problem := check_tools():
@@ -199,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                 netprobe_cmd.append("--executor")
             fping_cmd = ["fping", "-i0", "-r0", f"-t{args.timeout_ms}", "-f", str(targets_file)]
             tools = {"netprobe": netprobe_cmd, "fping": fping_cmd}
+            if args.also_gc_freeze:
+                tools["netprobe+gc"] = [*netprobe_cmd, "--gc-freeze"]
             # one unmeasured warm-up each: page cache, and netprobe's bytecode
             for tool, cmd in tools.items():
                 measure(src, cmd, tmp_path / f"{tool}-{n}-warmup.out", env)
-            samples: dict[str, list[Sample]] = {"netprobe": [], "fping": []}
+            samples: dict[str, list[Sample]] = {tool: [] for tool in tools}
             for i in range(args.repeat):
                 order = list(tools.items())
                 if i % 2:
@@ -218,19 +222,19 @@ def main(argv: list[str] | None = None) -> int:
                     min(correct_ratio(s, targets, live) for s in runs),
                     [round(s.wall_s, 3) for s in runs],
                 )
-            for tool in ("netprobe", "fping"):
+            for tool in tools:
                 wall, cpu, rss, ok, walls = med[tool]
                 ratio = wall / med["fping"][0]
                 rows.append((n, tool, wall, cpu, rss, ok, ratio, walls))
 
     print(f"\ntimeout {args.timeout_ms} ms, {args.dead_fraction:.0%} dead, median of "
           f"{args.repeat} runs{' (netprobe via executor.run_plan)' if args.executor else ''}\n")
-    header = (f"{'N':>6}  {'tool':<9} {'wall s':>7} {'cpu s':>6} {'peak RSS MB':>11} "
+    header = (f"{'N':>6}  {'tool':<11} {'wall s':>7} {'cpu s':>6} {'peak RSS MB':>11} "
               f"{'correct':>8} {'wall / fping':>12}  runs (wall s)")
     print(header)
     print("-" * len(header))
     for n, tool, wall, cpu, rss, ok, ratio, walls in rows:
-        print(f"{n:>6}  {tool:<9} {wall:>7.3f} {cpu:>6.3f} {rss:>11.1f} {ok:>8.2%} "
+        print(f"{n:>6}  {tool:<11} {wall:>7.3f} {cpu:>6.3f} {rss:>11.1f} {ok:>8.2%} "
               f"{ratio:>11.3f}x  {walls}")
     return 0
 

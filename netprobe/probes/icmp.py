@@ -53,6 +53,7 @@ _SEQ_SPACE = 1 << 16
 _RECV_BYTES = 2048
 _ANC_BYTES = 512
 _MAX_DRAIN = 100_000  # datagrams read per wakeup; bounds one callback's run time
+_UNSTAMPED_DRAIN_NS = 2_000_000  # read at least this often during a burst, until stamps are seen
 _SEND_STALL_S = 2.0  # give up on a send after the socket stayed unwritable this long
 
 # Errors from our own stack when sending: the host itself refuses to route the
@@ -138,7 +139,7 @@ class _Probe:
     """The state of one `run`: what its attempts have seen so far."""
 
     __slots__ = ("rtts_ms", "notices", "error", "outstanding", "all_sent", "future",
-                 "timeout_ns")
+                 "timeout_ns", "deadline")
 
     def __init__(self, future: asyncio.Future[None], timeout_ns: int) -> None:
         # lists only when something comes back: 10,000 probes, 20,000 fewer objects
@@ -150,6 +151,7 @@ class _Probe:
         self.all_sent = False
         self.future = future
         self.timeout_ns = timeout_ns
+        self.deadline = 0.0  # event-loop time at which it gives up waiting
 
     def settle(self) -> None:
         self.outstanding -= 1
@@ -208,7 +210,7 @@ class _Engine:
         # Deadlines, one queue per timeout value: appended in send order, so each
         # queue is sorted and one timer serves them all (10,000 timers in the
         # event loop's heap cost more than the probes themselves).
-        self._deadlines: dict[int, deque[tuple[float, _Probe]]] = {}
+        self._deadlines: dict[int, deque[_Probe]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._last_drain_ns = time.perf_counter_ns()
@@ -304,13 +306,14 @@ class _Engine:
     def send_now(self, attempt: _Attempt, sockaddr: tuple) -> int | None:
         """Send without waiting: 0, the errno our own stack answered with, or None
         when the socket cannot take the packet now (then `await send`)."""
-        if (not self._kernel_stamps
-                and time.perf_counter_ns() - self._last_drain_ns > attempt.probe.timeout_ns >> 3):
+        if not self._kernel_stamps and time.perf_counter_ns() - self._last_drain_ns > min(
+                attempt.probe.timeout_ns >> 3, _UNSTAMPED_DRAIN_NS):
             # A burst of sends runs in one turn of the event loop, and the reader
             # waits for the next. Until the kernel is seen stamping arrivals
             # (it turns stamping on lazily), a reply's time is when we read it:
-            # read what has arrived meanwhile, so none is judged late for
-            # having waited in our own queue.
+            # read what has arrived meanwhile, so none is judged late or slow
+            # for having waited in our own queue. Once stamps are seen, replies
+            # wait for the reader, after the burst.
             self._on_readable()
         attempt.sent_mono_ns = time.perf_counter_ns()
         attempt.sent_wall_ns = time.time_ns()
@@ -381,7 +384,8 @@ class _Engine:
         queue = self._deadlines.get(probe.timeout_ns)
         if queue is None:
             queue = self._deadlines[probe.timeout_ns] = deque()
-        queue.append((deadline, probe))
+        probe.deadline = deadline
+        queue.append(probe)
         if self._timer is None or deadline < self._timer_at:
             self._arm(deadline)
 
@@ -396,13 +400,13 @@ class _Engine:
         now = self.loop.time()
         earliest = None
         for timeout_ns, queue in list(self._deadlines.items()):
-            while queue and queue[0][0] <= now:
-                future = queue.popleft()[1].future
+            while queue and queue[0].deadline <= now:
+                future = queue.popleft().future
                 if not future.done():
                     future.set_result(None)
             if queue:
-                if earliest is None or queue[0][0] < earliest:
-                    earliest = queue[0][0]
+                if earliest is None or queue[0].deadline < earliest:
+                    earliest = queue[0].deadline
             else:
                 del self._deadlines[timeout_ns]
         if earliest is not None:
@@ -588,7 +592,8 @@ def _destination(address: str) -> tuple[_Family, str, bytes, tuple] | None:
     `address` is not a numeric address."""
     try:
         packed = socket.inet_pton(_AF_INET, address)
-        return _V4, socket.inet_ntop(_AF_INET, packed), packed, (address, 0)
+        # inet_pton takes only the canonical dotted quad: the kernel's spelling
+        return _V4, address, packed, (address, 0)
     except OSError:
         pass
     try:
@@ -665,7 +670,8 @@ class IcmpProbe:
         loop = engine.loop
         timeout_s = max(task.timeout_s, 0.0)
         probe = _Probe(loop.create_future(), int(timeout_s * 1e9))
-        attempts: list[_Attempt] = []
+        attempt = None
+        earlier: list[_Attempt] | None = None  # attempts before `attempt`, to forget at the end
         sent = 0
         send_error: tuple[ProbeError, str] | None = None
         first_send = 0.0
@@ -677,9 +683,12 @@ class IcmpProbe:
                         await asyncio.sleep(delay_s)
                 await ctx.rate.take()
                 # the common case, without waiting: a free sequence number, room to send
+                if attempt is not None:  # a list only for a second attempt: fewer objects
+                    if earlier is None:
+                        earlier = []
+                    earlier.append(attempt)
                 attempt = (engine.allocate_now(probe, host, packed)
                            or await engine.allocate(probe, host, packed))
-                attempts.append(attempt)
                 if i == 0:
                     first_send = loop.time()
                 code = engine.send_now(attempt, sockaddr)
@@ -696,8 +705,10 @@ class IcmpProbe:
                 engine.expire_at(probe, loop.time() + timeout_s)
                 await probe.future
         finally:
-            for attempt in attempts:
+            if attempt is not None:
                 engine.forget(attempt)
+            for each in earlier or ():
+                engine.forget(each)
 
         rtts_ms = tuple(probe.rtts_ms) if probe.rtts_ms else ()
         notices = tuple(probe.notices) if probe.notices else ()
