@@ -184,6 +184,10 @@ def check(
     deadline: Annotated[str | None, typer.Option(
         "--deadline", metavar="DURATION", help="Bound on the whole run (e.g. 30s); probes not done by then are "
         "reported as not measured.", show_default=False)] = None,
+    confirm: Annotated[int, typer.Option(
+        "--confirm", min=0, max=100, metavar="N",
+        help="A probe that heard nothing at all is tried again with N more attempts before "
+        "it counts as failed (random loss must not look like a cut line); 0 disables.")] = 5,
     no_trace: NoTraceOpt = False,
     netns: NetnsOpt = None,
     history: Annotated[Path | None, typer.Option(
@@ -214,7 +218,8 @@ def check(
     def on_interrupt() -> None:
         err.print("netprobe: interrupted; reporting what was measured", markup=False)
 
-    evidence = run(tasks, RunOptions(concurrency=concurrency, rate_pps=rate, deadline_s=deadline_s),
+    evidence = run(tasks, RunOptions(concurrency=concurrency, rate_pps=rate, deadline_s=deadline_s,
+                                     confirm_attempts=confirm),
                    progress=None if quiet else RichProgress(err), on_interrupt=on_interrupt)
     diagnosis = diagnose(topology, evidence)
     report = build_report(topology.vantage, str(config), evidence, diagnosis, severity,

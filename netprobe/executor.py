@@ -30,6 +30,10 @@ class RunOptions:
     rate_pps: float = 2000.0  # packets per second over the whole run; <= 0: unlimited
     deadline_s: float | None = None  # the whole run; None: derived from the plan
     resolve_timeout_s: float = 2.0
+    # A probe whose every attempt timed out is tried again with this many attempts
+    # before it counts as failed: at 30% random loss, 3 attempts are all lost 2.7%
+    # of the time, and a lossy line must not be called down. 0 disables.
+    confirm_attempts: int = 5
 
 
 class Progress(Protocol):
@@ -54,6 +58,36 @@ def task_budget_s(task: ProbeTask) -> float:
     return task.attempts * task.interval_s + task.timeout_s * (2 if task.kind == "trace" else 1) + 1.0
 
 
+def needs_confirmation(result: ProbeResult, options: RunOptions) -> bool:
+    """Silence is the one answer loss can fake; a RST or an unreachable is definite."""
+    return (options.confirm_attempts > 0 and result.measured and result.received == 0
+            and result.error == ProbeError.TIMEOUT and result.sent > 0)
+
+
+def merge_confirmation(first: ProbeResult, again: ProbeResult) -> ProbeResult:
+    """One result from a silent first round and its confirmation round.
+
+    The confirmation round's observations stand (it is the only one that heard
+    anything); the first round's silent attempts still count as sent, so loss
+    is reported over every attempt.
+    """
+    if not again.measured:
+        return first
+    note = f"no reply to the first {first.sent} attempt(s); {again.received}/{again.sent} " \
+           "in a confirmation round"
+    return dataclasses.replace(
+        again,
+        sent=first.sent + again.sent,
+        notices=first.notices + again.notices,
+        message=note if again.message is None else f"{again.message} ({note})",
+        detail={**again.detail, "confirmation": {"first_sent": first.sent,
+                                                 "sent": again.sent,
+                                                 "received": again.received}},
+        started_at=first.started_at,
+        duration_s=None if first.duration_s is None or again.duration_s is None
+        else first.duration_s + again.duration_s)
+
+
 def probe_phase(kind: str) -> int:
     """Order of a probe kind in the run: measuring probes (0) before path discovery (1)."""
     return int(getattr(get_probe(kind), "phase", 0))
@@ -67,7 +101,11 @@ def default_deadline_s(tasks: list[ProbeTask], options: RunOptions) -> float:
     for phase in {probe_phase(t.kind) for t in tasks}:
         in_phase = [t for t in tasks if probe_phase(t.kind) == phase]
         waves = len(in_phase) / max(1, options.concurrency)
-        budget += max(task_budget_s(t) for t in in_phase) * max(1.0, waves)
+        slowest = max(task_budget_s(t) for t in in_phase)
+        if phase == 0 and options.confirm_attempts > 0:
+            slowest += max(task_budget_s(dataclasses.replace(t, attempts=options.confirm_attempts))
+                           for t in in_phase)
+        budget += slowest * max(1.0, waves)
     packets = sum(t.attempts for t in tasks)
     pacing = packets / options.rate_pps if options.rate_pps > 0 else 0.0
     return budget + pacing + 2.0
@@ -167,22 +205,28 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     deadline_s = opts.deadline_s or default_deadline_s(
         runnable, dataclasses.replace(opts, concurrency=concurrency))
 
+    async def measure(t: ProbeTask) -> ProbeResult:
+        probe = get_probe(t.kind)
+        started = time.time()
+        try:
+            return await asyncio.wait_for(probe.run(t, ctx), task_budget_s(t) + 2.0)
+        except TimeoutError:
+            return ProbeResult(
+                id=t.id, kind=t.kind, target=t.target, address=t.address, sent=t.attempts,
+                error=ProbeError.TIMEOUT, message="probe exceeded its time budget",
+                started_at=started, duration_s=time.time() - started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must cost one result, not the run
+            return not_measured(t.id, t.kind, t.target, t.address, ProbeError.INTERNAL,
+                                f"internal error in the {t.kind} probe: {exc!r}")
+
     async def guarded(t: ProbeTask) -> None:
         async with semaphore:
-            probe = get_probe(t.kind)
-            started = time.time()
-            try:
-                result = await asyncio.wait_for(probe.run(t, ctx), task_budget_s(t) + 2.0)
-            except TimeoutError:
-                result = ProbeResult(
-                    id=t.id, kind=t.kind, target=t.target, address=t.address, sent=t.attempts,
-                    error=ProbeError.TIMEOUT, message="probe exceeded its time budget",
-                    started_at=started, duration_s=time.time() - started)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug must cost one result, not the run
-                result = not_measured(t.id, t.kind, t.target, t.address, ProbeError.INTERNAL,
-                                      f"internal error in the {t.kind} probe: {exc!r}")
+            result = await measure(t)
+            if needs_confirmation(result, opts) and probe_phase(t.kind) == 0:
+                again = await measure(dataclasses.replace(t, attempts=opts.confirm_attempts))
+                result = merge_confirmation(result, again)
             settle(result)
 
     interrupted = False

@@ -8,6 +8,7 @@ send no packets.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -32,6 +33,14 @@ class _BehaviourProbe:
             raise RuntimeError("probe bug")
         if action == "hang":
             await asyncio.sleep(3600)
+        if action == "silent" or (action == "silent_once" and task.attempts == 2):
+            return ProbeResult(id=task.id, kind=task.kind, target=task.target,
+                               address=task.address, sent=task.attempts,
+                               error=ProbeError.TIMEOUT, message="no reply")
+        if action == "refused":
+            return ProbeResult(id=task.id, kind=task.kind, target=task.target,
+                               address=task.address, sent=task.attempts,
+                               error=ProbeError.REFUSED, reached=True)
         await asyncio.sleep(task.params.get("sleep_s", 0))
         return ProbeResult(id=task.id, kind=task.kind, target=task.target, address=task.address,
                            sent=1, rtts_ms=(1.0,))
@@ -162,3 +171,26 @@ def test_path_discovery_runs_after_the_measuring_probes(monkeypatch):
     ev = asyncio.run(run_plan([path_task, task("slow", sleep_s=0.3)]))
     assert [r.id for r in ev.results] == ["p/trace", "slow/b"]  # plan order kept
     assert _PathProbe.started and _PathProbe.started[0] - t0 >= 0.28
+
+
+def test_silence_is_confirmed_with_more_attempts_before_it_counts():
+    lossy = dataclasses.replace(task("lossy", do="silent_once"), attempts=2)
+    dead = dataclasses.replace(task("dead", do="silent"), attempts=2)
+    refused = dataclasses.replace(task("rst", do="refused"), attempts=2)
+    ev = asyncio.run(run_plan([lossy, dead, refused], RunOptions(confirm_attempts=4)))
+    got = ev.by_id()
+    # the second round answered: loss is over all attempts, and the result says so
+    assert got["lossy/b"].outcome == Outcome.OK
+    assert got["lossy/b"].sent == 3 and got["lossy/b"].received == 1
+    assert got["lossy/b"].detail["confirmation"] == {"first_sent": 2, "sent": 1, "received": 1}
+    # silence twice: failed over 2 + 4 attempts
+    assert got["dead/b"].error == ProbeError.TIMEOUT and got["dead/b"].sent == 6
+    assert "confirmation round" in got["dead/b"].message
+    # a RST is a definite answer: no second round
+    assert got["rst/b"].sent == 2 and "confirmation" not in got["rst/b"].detail
+
+
+def test_confirmation_can_be_turned_off():
+    dead = dataclasses.replace(task("dead", do="silent"), attempts=2)
+    ev = asyncio.run(run_plan([dead], RunOptions(confirm_attempts=0)))
+    assert ev.results[0].sent == 2
