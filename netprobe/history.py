@@ -215,6 +215,28 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting for a concurrent opener.
+
+    SQLite does not call the busy handler for a journal-mode change on a fresh
+    file, so two runs creating the database at the same moment would see
+    "database is locked" at once; retry within the busy timeout instead.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay_s = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + delay_s > deadline:
+                raise
+            time.sleep(delay_s)
+            delay_s = min(0.2, delay_s * 2)
+
+
 def connect(db_path: PathLike, *, create: bool = True) -> sqlite3.Connection:
     """Open (create, migrate) a history database; HistoryError if it cannot be used."""
     path = Path(db_path)
@@ -229,7 +251,7 @@ def connect(db_path: PathLike, *, create: bool = True) -> sqlite3.Connection:
         raise HistoryError(f"{path}: cannot open: {exc}") from None
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _set_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
         migrate(conn)
     except HistoryError as exc:

@@ -439,3 +439,34 @@ def test_availability_is_never_rounded_up_to_100_percent(tmp_path):
     assert _pct(0.999999) == "99.999%"
     assert _pct(1.0) == "100.000%"
     assert _pct(None) == "-"
+
+
+def _open_at_once(path: str, barrier, results) -> None:
+    from netprobe.history import connect as open_history
+
+    barrier.wait(timeout=30)
+    try:
+        open_history(path).close()
+        results.put("ok")
+    except Exception as exc:  # the assertion below shows what went wrong
+        results.put(repr(exc))
+
+
+def test_many_processes_creating_the_same_database_at_once_all_succeed(tmp_path):
+    # SQLite does not wait on a busy lock for the switch to WAL on a fresh file:
+    # without a retry, some of these openers fail with "database is locked".
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    outcomes = []
+    for trial in range(10):
+        path = str(tmp_path / f"fresh{trial}.db")
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(path, barrier, results))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        outcomes += [results.get(timeout=10) for _ in procs]
+    assert outcomes == ["ok"] * 60, [o for o in outcomes if o != "ok"]
