@@ -7,7 +7,7 @@ netprobe's ICMP probe - `PROBE.run` for every task through one
 `ProbeContext`, the same path a `netprobe check` takes, with the packet rate
 unlimited - and prints the addresses that replied, one per line. With
 `--executor` the tasks go through `netprobe.executor.run_plan` instead
-(concurrency = number of targets, rate unlimited). `--gc-freeze` calls
+(concurrency = number of targets, rate unlimited, no confirmation round). `--gc-freeze` calls
 `gc.freeze()` once the tasks are built, as a long-lived CLI may do after
 loading its plan, so the garbage collector stops walking the start-up objects.
 `icmp_sweep.py` runs this inside the lab's source namespace and measures it as
@@ -44,7 +44,8 @@ async def sweep(tasks: list[ProbeTask]) -> list[ProbeResult]:
 def sweep_with_executor(tasks: list[ProbeTask]) -> list[ProbeResult]:
     from netprobe.executor import RunOptions, run_plan
 
-    options = RunOptions(concurrency=len(tasks), rate_pps=0)
+    # one attempt, like fping -r0: no second round for the silent targets
+    options = RunOptions(concurrency=len(tasks), rate_pps=0, confirm_attempts=0)
     return list(asyncio.run(run_plan(tasks, options)).results)
 
 
