@@ -247,6 +247,11 @@ class _Engine:
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
+        for queue in self._deadlines.values():  # nobody is left to wait for
+            for probe in queue:
+                if not probe.future.done():
+                    probe.future.set_result(None)
+        self._deadlines.clear()
         self.loop.remove_reader(self.sock.fileno())
         if self._writable is not None:
             self.loop.remove_writer(self.sock.fileno())
