@@ -257,13 +257,17 @@ def validate(
                           "status": str(status), "findings": [f.to_json() for f in findings]},
                          indent=2))
     elif fmt == "table":
+        from netprobe.report.table import audit_table
+
         con = stdout_console()
-        con.print(f"{config}: valid — " + ", ".join(f"{n} {k}" for k, n in counts.items()),
-                  markup=False)
-        if not findings:
-            con.print("audit: no shared risk found", markup=False)
-        for f in findings:
-            con.print(f"  {f.severity.value:8} {f.kind.value:24} {f.summary}", markup=False)
+        con.print(f"{config}: valid — " + ", ".join(
+            f"{n} {k[:-1] if n == 1 else k}" for k, n in counts.items()), markup=False)
+        if findings:
+            con.print()
+            con.print(audit_table(findings))
+        else:
+            con.print("audit: no shared risk, single point of failure or blind spot found",
+                      markup=False)
     else:
         raise NetprobeError(f"--format {fmt}: use table or json")
     raise typer.Exit(status.exit_code)

@@ -93,6 +93,16 @@ def findings_table(report: Report) -> Table:
     return t
 
 
+def audit_table(findings: list) -> Table:
+    """The static audit's findings, for `netprobe validate`."""
+    t = _table("Redundancy audit")
+    t.add_column("severity", no_wrap=True)
+    t.add_column("finding", ratio=1, overflow="fold")
+    for f in sorted_findings(findings):
+        t.add_row(Text(str(f.severity), style=SEVERITY_STYLE[f.severity]), f.summary)
+    return t
+
+
 def probes_table(report: Report) -> Table:
     t = _table("Probes")
     t.add_column("probe", overflow="fold")
