@@ -1,0 +1,196 @@
+"""The command line through typer's runner, against real listeners and a real
+DNS server on loopback (TCP and DNS probes need no privilege, so these tests
+run as any user)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from netprobe.cli import app
+
+runner = CliRunner()
+
+
+def site(tmp_path: Path, *, web_port: int, dns_port: int, closed_port: int | None = None,
+         rtt_warn: str = "150ms", expect: str = "203.0.113.10") -> Path:
+    extra = f", tcp/{closed_port}" if closed_port else ""
+    text = f"""
+        version: 1
+        vantage: test-vantage
+        defaults:
+          timeout: 300ms
+          attempts: 2
+          interval: 20ms
+          thresholds: {{rtt: {{warn: {rtt_warn}, crit: 1h}}}}
+        endpoints:
+          web:
+            address: 127.0.0.1
+            probes: [tcp/{web_port}{extra}]
+          resolver:
+            address: 127.0.0.1
+            probes:
+              - dns: {{query: www.intra.example, expect: [{expect}], port: {dns_port}}}
+        """
+    path = tmp_path / "site.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def states(report: dict) -> dict[str, str]:
+    return {c["name"]: c["state"] for c in report["components"]}
+
+
+def test_healthy_check_exits_0_with_the_report_contract(tmp_path, tcp_listener, dns_server):
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port)
+    result = run("check", str(config), "-f", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["schema"] == "netprobe.report/1" and report["status"] == "ok"
+    assert report["vantage"] == "test-vantage" and report["exit_code"] == 0
+    assert states(report) == {"web": "up", f"web/tcp/{tcp_listener.port}": "up",
+                              "resolver": "up", "resolver/dns": "up"}
+    assert tcp_listener.accepted >= 2  # the probes really connected
+
+
+def test_a_refused_port_is_a_service_down_and_exits_2(tmp_path, tcp_listener, dns_server,
+                                                      closed_tcp_port):
+    _, closed = closed_tcp_port
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port,
+                  closed_port=closed)
+    result = run("check", str(config), "-f", "json")
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert states(report)[f"web/tcp/{closed}"] == "down"
+    assert states(report)["web"] == "up"  # the host answered (RST): the service is down
+    kinds = {f["kind"] for f in report["findings"]}
+    assert "service_down" in kinds
+
+
+def test_dns_answer_that_differs_from_expect_is_critical(tmp_path, tcp_listener, dns_server):
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port,
+                  expect="203.0.113.99")
+    result = run("check", str(config), "-f", "json")
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    mismatch = [f for f in report["findings"] if f["kind"] == "dns_mismatch"]
+    assert mismatch and "203.0.113.10" in mismatch[0]["summary"]
+
+
+def test_fail_on_critical_lets_warnings_pass(tmp_path, tcp_listener, dns_server):
+    # every RTT is above a warn threshold of 0 ms: degraded, a warning
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port, rtt_warn="0ms")
+    assert run("check", str(config), "-q").exit_code == 1
+    assert run("check", str(config), "-q", "--fail-on", "critical").exit_code == 0
+
+
+def test_one_run_writes_every_format_and_prints_the_table(tmp_path, tcp_listener, dns_server):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port)
+    out = tmp_path / "out"
+    out.mkdir()
+    files = [out / n for n in ("r.json", "m.prom", "r.md", "junit.xml", "r.txt")]
+    result = run("check", str(config), *[a for f in files for a in ("-o", str(f))])
+    assert result.exit_code == 0, result.output
+    assert "netprobe OK" in result.stdout and "resolver/dns" in result.stdout
+    assert json.loads(files[0].read_text())["status"] == "ok"
+    names = {m.name for m in text_string_to_metric_families(files[1].read_text())}
+    assert {"netprobe_probe_success", "netprobe_run_duration_seconds"} <= names
+    assert files[2].read_text().startswith("# netprobe")
+    suite = ET.parse(files[3]).getroot()
+    assert int(suite.get("failures")) == 0 and int(suite.get("tests")) >= 4
+    assert "resolver/dns" in files[4].read_text()
+    assert sorted(p.name for p in out.iterdir()) == sorted(f.name for f in files)  # no temp files
+
+
+def test_nagios_line(tmp_path, tcp_listener, dns_server):
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port)
+    result = run("check", str(config), "-f", "nagios")
+    first = result.stdout.splitlines()[0]
+    assert result.exit_code == 0 and first.startswith("NETPROBE OK") and " | " in first
+
+
+def test_diagnose_reproduces_a_saved_run_offline(tmp_path, tcp_listener, dns_server,
+                                                 closed_tcp_port):
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port,
+                  closed_port=closed_tcp_port[1])
+    saved = tmp_path / "run.json"
+    first = run("check", str(config), "-q", "-o", str(saved))
+    config.unlink()  # the saved report carries its topology
+    again = run("diagnose", str(saved), "-f", "json")
+    assert again.exit_code == first.exit_code == 2
+    original, redone = json.loads(saved.read_text()), json.loads(again.stdout)
+    assert states(redone) == states(original)
+    assert [f["summary"] for f in redone["findings"]] == [f["summary"] for f in original["findings"]]
+
+
+def test_history_collects_runs(tmp_path, tcp_listener, dns_server):
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port)
+    db = tmp_path / "h.db"
+    for _ in range(2):
+        assert run("check", str(config), "-q", "--history", str(db)).exit_code == 0
+    result = run("history", str(db), "-f", "json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["runs"] == 2
+
+
+# -- bad input: a clear message, exit 3, nothing written -----------------------
+
+def test_broken_config_names_file_line_and_field_and_writes_nothing(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("version: 1\nendpoints:\n  web:\n    adress: 192.0.2.10\n", encoding="utf-8")
+    target = tmp_path / "report.json"
+    result = run("check", str(config), "-o", str(target))
+    assert result.exit_code == 3
+    assert f"{config}:4:5: endpoints.web.adress: unknown key 'adress' (did you mean 'address'?)" \
+        in result.output
+    assert "Traceback" not in result.output
+    assert not target.exists()
+
+
+def test_unknown_output_extension_is_refused_before_probing(tmp_path):
+    config = site(tmp_path, web_port=9, dns_port=9)
+    result = run("check", str(config), "-o", str(tmp_path / "report.docx"))
+    assert result.exit_code == 3 and ".json" in result.output
+    assert list(tmp_path.iterdir()) == [config]
+
+
+def test_missing_file_and_bad_option_values_exit_3(tmp_path):
+    assert run("check", str(tmp_path / "nope.yaml")).exit_code == 3
+    config = site(tmp_path, web_port=9, dns_port=9)
+    assert run("check", str(config), "--timeout", "soon").exit_code == 3
+    assert run("check", str(config), "--fail-on", "info").exit_code == 3
+    assert run("history", str(tmp_path / "none.db")).exit_code == 3
+
+
+@pytest.mark.parametrize("argv", [["check", "--no-such-option", "x.yaml"], ["frobnicate"]])
+def test_usage_errors_exit_3_not_click_2(argv):
+    # exit 2 means CRITICAL here; a usage error is UNKNOWN
+    proc = subprocess.run([sys.executable, "-m", "netprobe", *argv], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 3, proc.stderr
+
+
+def test_schema_is_json_schema_and_validate_reports_the_audit():
+    schema = run("schema")
+    assert schema.exit_code == 0
+    assert json.loads(schema.stdout)["$schema"].startswith("https://json-schema.org/")
+    example = Path(__file__).parent.parent / "configs" / "example.yaml"
+    result = run("validate", str(example), "-f", "json")
+    body = json.loads(result.stdout)
+    assert body["valid"] and body["counts"]["lines"] >= 2
+    assert result.exit_code == {"ok": 0, "warning": 1, "critical": 2}[body["status"]]
+    assert any(f["kind"] == "shared_risk" for f in body["findings"])
