@@ -667,13 +667,14 @@ class IcmpProbe:
                    else f"{address!r} is not an IP address")
             return not_measured(task.id, KIND, task.target, address, ProbeError.RESOLVE, why)
         fam, host, packed, sockaddr = dest
-        engine = _engines(ctx).get(fam)
-        if not isinstance(engine, _Engine):
+        engines = ctx.resources.get(KIND) or _engines(ctx)
+        engine = engines.by_family.get(fam.af) or engines.get(fam)
+        if engine.__class__ is not _Engine:
             error, message = engine
             return not_measured(task.id, KIND, task.target, address, error, message)
 
         loop = engine.loop
-        timeout_s = max(task.timeout_s, 0.0)
+        timeout_s = task.timeout_s if task.timeout_s > 0 else 0.0
         probe = _Probe(loop.create_future(), int(timeout_s * 1e9))
         attempt = None
         earlier: list[_Attempt] | None = None  # attempts before `attempt`, to forget at the end
@@ -681,7 +682,7 @@ class IcmpProbe:
         send_error: tuple[ProbeError, str] | None = None
         first_send = 0.0
         try:
-            for i in range(max(task.attempts, 1)):
+            for i in range(task.attempts if task.attempts > 1 else 1):
                 if i:
                     delay_s = first_send + i * task.interval_s - loop.time()
                     if delay_s > 0:
