@@ -17,7 +17,7 @@ probe id for the others (`dc-app/tcp/443`).
 from __future__ import annotations
 
 from netprobe.config import Thresholds
-from netprobe.diagnosis.model import FindingKind, Severity, State, Status
+from netprobe.diagnosis.model import STATIC_KINDS, FindingKind, Severity, State, Status
 from netprobe.report.common import sorted_findings
 from netprobe.report.model import Report
 
@@ -79,7 +79,8 @@ def perfdata(report: Report) -> list[str]:
 
 def summary(report: Report) -> str:
     """'2 critical, 1 warning: line_down leased-a; failover_failed dc-wan; +1 more'."""
-    findings = sorted_findings(report.findings)
+    # static audit facts do not move the status, so they are not news on a pager
+    findings = [f for f in sorted_findings(report.findings) if f.kind not in STATIC_KINDS]
     counts = [f"{n} {sev}" for sev in Severity
               if sev != Severity.INFO and (n := sum(f.severity == sev for f in findings))]
     not_measured = sum(f.kind == FindingKind.NOT_MEASURED for f in findings)
@@ -102,7 +103,7 @@ def summary(report: Report) -> str:
         worst_sev = Severity.CRITICAL if report.status == Status.CRITICAL else Severity.WARNING
         worst = [f for f in findings if f.severity == worst_sev]
     head = ", ".join(counts) or "no findings"
-    items = [f"{f.kind} {','.join(f.components)}" if f.components else str(f.kind) for f in worst]
+    items = list(dict.fromkeys(_item(report, f) for f in worst))
     text = _text(head) + ": " if items else _text(head)
     for shown, item in enumerate(items):
         more = len(items) - shown - 1
@@ -112,6 +113,24 @@ def summary(report: Report) -> str:
             return text + f"; +{len(items) - shown} more"
         text += piece
     return text[:SUMMARY_MAX]
+
+
+# group findings name the group and where its traffic goes, not every line and endpoint
+_GROUP_VERDICT = {FindingKind.FAILED_OVER: "failed_over", FindingKind.FAILOVER_FAILED:
+                  "failover_failed", FindingKind.GROUP_DOWN: "down", FindingKind.FAILBACK_PENDING:
+                  "failback_pending", FindingKind.REDUNDANCY_LOST: "redundancy_lost"}
+
+
+def _item(report: Report, finding) -> str:
+    verdict = _GROUP_VERDICT.get(finding.kind)
+    for g in report.groups if verdict else ():
+        if str(g.verdict) == verdict and set(g.lines) & set(finding.components):
+            via = f" via {g.active}" if g.active and g.active != g.preferred else ""
+            return f"{g.name} {g.verdict}{via}"
+    if not finding.components:
+        return str(finding.kind)
+    more = len(finding.components) - 1
+    return f"{finding.kind} {finding.components[0]}" + (f" (+{more})" if more else "")
 
 
 def long_text(report: Report) -> list[str]:
