@@ -11,6 +11,12 @@ Decisions worth knowing:
 - A probe with any reply gets through: a lossy line is degraded, never down.
   Loss at or above `crit` with some replies, or RTT above `crit`, is degraded
   with a critical finding.
+- Loss and delay are localised too (degradation.py): the first element where
+  the pooled loss of the probes through it rises above `warn` while the probes
+  that stop before it stay clean is degraded and gets one finding; what it
+  explains behind it stays degraded, says "loss explained by ...", and gets no
+  finding of its own unless it is clearly worse. The finding keeps the worst
+  severity of what it replaces, so the exit code does not change.
 - A trace that stops short blames nobody (firewalls drop what it relies on).
 - A failed probe whose whole path other probes prove up (ICMP filtered while
   the TCP port answers) leaves the target up, with the silence in its reason.
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from netprobe.diagnosis.degradation import locate_degradation
 from netprobe.diagnosis.failover import assess_groups
 from netprobe.diagnosis.findings import assess_components, component_findings, sort_findings
 from netprobe.diagnosis.localize import localize, read_traces
@@ -37,11 +44,13 @@ from netprobe.topology import Topology
 def diagnose(topology: Topology, evidence: Evidence) -> Diagnosis:
     """Every component's state, every group's verdict, and the findings, worst first."""
     loc = localize(topology, evidence, read_traces(topology, evidence))
-    assessed = assess_components(topology, evidence, loc)
+    found = locate_degradation(topology, loc)
+    assessed = assess_components(topology, evidence, loc, found)
     states = {name: a.state for name, a in assessed.items()}
     groups = assess_groups(topology, evidence, loc, states)
     absorbed = frozenset().union(*(g.absorbed for g in groups)) if groups else frozenset()
-    findings: list[Finding] = component_findings(topology, evidence, loc, assessed, absorbed)
+    findings: list[Finding] = component_findings(topology, evidence, loc, assessed, absorbed,
+                                                     found)
     for g in groups:
         findings.extend(g.findings)
     findings.extend(_audit(topology))

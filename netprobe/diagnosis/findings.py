@@ -11,13 +11,21 @@ Pure code: no I/O, no clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netprobe.config import DnsSpec, Thresholds
+from netprobe.diagnosis.degradation import (
+    Degradation,
+    DelaySegment,
+    LossSegment,
+    Tally,
+    locate_degradation,
+)
 from netprobe.diagnosis.localize import Localization, ProbePath
 from netprobe.diagnosis.model import ComponentState, Finding, FindingKind, Severity, State
-from netprobe.evidence import Evidence, ProbeError, ProbeResult
+from netprobe.evidence import Evidence, Outcome, ProbeError, ProbeResult
 from netprobe.topology import Component, Kind, Topology
 
 SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -134,30 +142,36 @@ def display(topology: Topology, element: str) -> str:
     return element
 
 
-def quality(r: ProbeResult, th: Thresholds) -> tuple[Severity | None, str]:
-    """Loss and RTT of an answered probe against the thresholds: (severity, 'loss 33% > 10%')."""
+def problems(r: ProbeResult, th: Thresholds) -> list[tuple[str, Severity, str]]:
+    """Loss and RTT of an answered probe against the thresholds: [('loss', severity, 'loss 33% > 10%')]."""
     if r.received == 0 or r.kind == "trace" or not r.measured:
-        return None, ""
-    problems: list[str] = []
-    severity: Severity | None = None
+        return []
+    out: list[tuple[str, Severity, str]] = []
     loss = r.loss_ratio
     if loss is not None and loss > 0:
         if loss >= th.loss.crit:
             # some replies came back: degraded (critically), never down
-            problems.append(f"loss {fmt_pct(loss)} >= {fmt_pct(th.loss.crit)}")
-            severity = Severity.CRITICAL
+            out.append(("loss", Severity.CRITICAL, f"loss {fmt_pct(loss)} >= {fmt_pct(th.loss.crit)}"))
         elif loss > th.loss.warn:
-            problems.append(f"loss {fmt_pct(loss)} > {fmt_pct(th.loss.warn)}")
-            severity = Severity.WARNING
+            out.append(("loss", Severity.WARNING, f"loss {fmt_pct(loss)} > {fmt_pct(th.loss.warn)}"))
     avg = r.rtt_avg_ms
     if avg is not None:
         if avg > th.rtt.crit * 1000:
-            problems.append(f"rtt {fmt_ms(avg)} > {fmt_ms(th.rtt.crit * 1000)}")
-            severity = Severity.CRITICAL
+            out.append(("rtt", Severity.CRITICAL, f"rtt {fmt_ms(avg)} > {fmt_ms(th.rtt.crit * 1000)}"))
         elif avg > th.rtt.warn * 1000:
-            problems.append(f"rtt {fmt_ms(avg)} > {fmt_ms(th.rtt.warn * 1000)}")
-            severity = severity or Severity.WARNING
-    return severity, ", ".join(problems)
+            out.append(("rtt", Severity.WARNING, f"rtt {fmt_ms(avg)} > {fmt_ms(th.rtt.warn * 1000)}"))
+    return out
+
+
+def worst(severities: Iterable[Severity | None]) -> Severity | None:
+    found = [s for s in severities if s is not None]
+    return min(found, key=SEVERITY_ORDER.__getitem__) if found else None
+
+
+def quality(r: ProbeResult, th: Thresholds) -> tuple[Severity | None, str]:
+    """Loss and RTT of an answered probe against the thresholds: (severity, 'loss 33% > 10%')."""
+    found = problems(r, th)
+    return worst(p[1] for p in found), ", ".join(p[2] for p in found)
 
 
 # -- assessment ----------------------------------------------------------------------
@@ -169,10 +183,13 @@ class Assessment:
 
     state: ComponentState
     cause: str  # up | degraded | down | service_down | dns_failure | dns_mismatch |
-    #             ambiguous | unobservable | not_measured | not_probed | unlocalised | no_evidence
+    #             ambiguous | unobservable | not_measured | not_probed | unlocalised | no_evidence |
+    #             segment (degradation begins here: one finding for it and what it explains) |
+    #             explained (degraded only by what a segment in front explains: no finding)
     severity: Severity | None = None  # of a degraded finding
     text: str = ""  # the observed values for the finding
     blockers: tuple[str, ...] = ()  # down components in front (unobservable)
+    explained: tuple[tuple[str, str], ...] = ()  # (loss | rtt, the segment in front explaining it)
 
 
 class _Assessor:
@@ -386,10 +403,267 @@ class _Assessor:
         return f"{query}answered {_dns_answers(r)}, expected {expected}"
 
 
-def assess_components(topology: Topology, evidence: Evidence,
-                      loc: Localization) -> dict[str, Assessment]:
-    """One assessment per component, in topology order."""
-    return _Assessor(topology, evidence, loc).assess()
+def assess_components(topology: Topology, evidence: Evidence, loc: Localization,
+                      found: Degradation | None = None) -> dict[str, Assessment]:
+    """One assessment per component, in topology order.
+
+    `found` is where the degradation begins (computed when not given): a loss
+    or delay segment becomes degraded, and what it explains behind it says so.
+    """
+    assessed = _Assessor(topology, evidence, loc).assess()
+    found = locate_degradation(topology, loc) if found is None else found
+    return _Fold(topology, evidence, loc, found, assessed).fold()
+
+
+# -- degradation: one finding where the loss (or delay) begins ----------------------------
+
+# A component behind a lossy segment keeps its own finding when it lost more
+# packets than would happen, at the segment's loss ratio, once in this many runs.
+CLEARLY_WORSE_CHANCE = 0.001
+
+_Segment = LossSegment | DelaySegment
+
+
+def chance_of_at_least(lost: int, sent: int, ratio: float) -> float:
+    """The chance that `lost` or more of `sent` packets are lost, each with probability `ratio`."""
+    if lost <= 0 or ratio >= 1:
+        return 1.0
+    if ratio <= 0 or lost > sent:
+        return 0.0
+    log_p, log_q = math.log(ratio), math.log1p(-ratio)
+    total = 0.0
+    for k in range(lost, sent + 1):  # binomial tail, in logs so big counts do not overflow
+        total += math.exp(math.lgamma(sent + 1) - math.lgamma(k + 1) - math.lgamma(sent - k + 1)
+                          + k * log_p + (sent - k) * log_q)
+    return min(total, 1.0)
+
+
+def _kinds_text(pairs: Iterable[tuple[str, str]], topology: Topology) -> str:
+    """'loss explained by leased-a', 'loss and rtt explained by leased-a'."""
+    by_element: dict[str, list[str]] = {}
+    for kind, element in pairs:
+        by_element.setdefault(element, []).append(kind)
+    return "; ".join(f"{' and '.join(kinds)} explained by {display(topology, e)}"
+                     for e, kinds in by_element.items())
+
+
+class _Fold:
+    """Folds the loss and delay segments into the assessments, and words their findings.
+
+    The segment becomes degraded with the pooled numbers as its reason. A
+    component behind it whose every loss or RTT problem the segment explains
+    stays degraded (it does see the loss) but says so and gets no finding of
+    its own; one clearly worse than the segment keeps its own finding.
+    """
+
+    def __init__(self, topology: Topology, evidence: Evidence, loc: Localization,
+                 found: Degradation, assessed: dict[str, Assessment]) -> None:
+        self.t = topology
+        self.loc = loc
+        self.assessed = assessed
+        self.own: dict[str, list[ProbeResult]] = {}
+        for r in evidence.results:
+            self.own.setdefault(r.target, []).append(r)
+
+        def usable(element: str) -> bool:
+            # a segment is something answered probes cross: never down; guard all the same
+            a = assessed.get(element)
+            return a is None or a.state.state in (State.UP, State.DEGRADED)
+
+        self.segments: dict[str, dict[str, _Segment]] = {
+            "loss": {s.element: s for s in found.loss if usable(s.element)},
+            "rtt": {s.element: s for s in found.delay if usable(s.element)},
+        }
+
+    def _here(self, element: str) -> list[_Segment]:
+        return [self.segments[k][element] for k in ("loss", "rtt") if element in self.segments[k]]
+
+    def _answered(self, comp: Component) -> list[tuple[ProbeResult, list[tuple[str, Severity, str]]]]:
+        """Its own answered probes, each with its problems, as the assessment judged them."""
+        results = [r for r in self.own.get(comp.name, []) if r.kind != "trace"]
+        if comp.kind == Kind.SERVICE:
+            results = results[:1] if results and results[0].error is None else []
+        th = self.t.thresholds
+        return [(r, problems(r, th)) for r in results if r.measured and r.received]
+
+    def _explainer(self, kind: str, name: str) -> _Segment | None:
+        """The first segment of this kind on the component's path, itself included."""
+        for e in self.loc.paths.get(name, (name,)):
+            seg = self.segments[kind].get(e)
+            if seg is not None:
+                return seg
+        return None
+
+    def _worse(self, kind: str, seg: _Segment, answered: list) -> str:
+        """Why this component's problem is more than the segment explains; '' if it is not."""
+        label = display(self.t, seg.element)
+        if kind == "loss" and isinstance(seg, LossSegment):
+            mine = Tally()
+            judged = Tally()
+            for r, _ in answered:
+                if r.outcome != Outcome.OK:
+                    continue
+                mine += Tally(r.sent, r.received)
+                # A confirmation round exists only because the first round was silent:
+                # judge its own counts, or every unlucky probe would look clearly worse.
+                c = r.detail.get("confirmation")
+                if isinstance(c, dict) and isinstance(c.get("sent"), int) and c["sent"] > 0:
+                    judged += Tally(c["sent"], min(int(c.get("received") or 0), c["sent"]))
+                else:
+                    judged += Tally(r.sent, r.received)
+            # the segment's loss ratio without this component's own packets
+            rest = seg.through - mine if seg.through.sent > mine.sent else seg.through
+            ratio = rest.loss_ratio or 0.0
+            if chance_of_at_least(judged.lost, judged.sent, ratio) < CLEARLY_WORSE_CHANCE:
+                return (f"loss {judged.lost}/{judged.sent} is more than the {fmt_pct(ratio)} "
+                        f"of the other probes through {label} explains")
+        elif kind == "rtt" and isinstance(seg, DelaySegment):
+            slowest = max(r.rtt_avg_ms or 0.0 for r, ps in answered if any(p[0] == "rtt" for p in ps))
+            if slowest - seg.added_ms > self.t.thresholds.rtt.warn * 1000:
+                return f"rtt {fmt_ms(slowest)} is more than the {fmt_ms(seg.added_ms)} {label} adds"
+        return ""
+
+    def fold(self) -> dict[str, Assessment]:
+        out = dict(self.assessed)
+        for name, a in self.assessed.items():
+            here = self._here(name)
+            if a.state.state not in (State.UP, State.DEGRADED) or (a.cause != "degraded" and not here):
+                continue
+            out[name] = self._fold_one(self.t.components[name], a, here)
+        return out
+
+    def _fold_one(self, comp: Component, a: Assessment, here: list[_Segment]) -> Assessment:
+        answered = self._answered(comp)
+        kinds = sorted({p[0] for _, ps in answered for p in ps})
+        folded: set[str] = set()
+        explained: list[tuple[str, str]] = []
+        notes: list[str] = []
+        for kind in kinds:
+            seg = self._explainer(kind, comp.name)
+            if seg is None:
+                continue
+            if seg.element == comp.name:
+                folded.add(kind)
+                continue
+            why = self._worse(kind, seg, answered)
+            if why:
+                notes.append(why)
+            else:
+                explained.append((kind, seg.element))
+        said = [t for t in [_kinds_text(explained, self.t), *notes] if t]
+        if here:
+            return self._segment(comp, a, here, answered, folded, said, tuple(explained))
+        if kinds and {k for k, _ in explained} == set(kinds):
+            reason = f"{describe(comp)}: {a.text}; {said[0]}"
+            return replace(a, state=replace(a.state, reason=reason), cause="explained",
+                           explained=tuple(explained))
+        if not said:
+            return a
+        text = "; ".join([a.text, *said])
+        return replace(a, state=replace(a.state, reason=f"{describe(comp)}: {text}"), text=text,
+                       explained=tuple(explained))
+
+    def _segment(self, comp: Component, a: Assessment, here: list[_Segment], answered: list,
+                 folded: set[str], said: list[str], explained: tuple[tuple[str, str], ...]) -> Assessment:
+        left = [f"{', '.join(p[2] for p in ps if p[0] not in folded)} ({observed(r)})"
+                for r, ps in answered if any(p[0] not in folded for p in ps)]
+        leftover = "; ".join(left + said)
+        clauses = [self._reason(s) for s in here]
+        if leftover:
+            clauses.append(f"its own probe: {leftover}")
+        ids = [i for s in here for i in s.probes[:5]]
+        state = ComponentState(comp.name, str(comp.kind), State.DEGRADED,
+                               f"{describe(comp)}: " + "; ".join(clauses),
+                               tuple(dict.fromkeys([*a.state.evidence, *ids])))
+        severity = worst(p[1] for _, ps in answered for p in ps)
+        return Assessment(state, "segment", severity=severity, text=leftover, explained=explained)
+
+    def _reason(self, s: _Segment) -> str:
+        name = display(self.t, s.element)
+        if isinstance(s, LossSegment):
+            t, b = s.through, s.before
+            text = f"loss on {t.lost} of {t.sent} packets ({fmt_pct(t.loss_ratio or 0.0)}) through {name}, "
+            if b.sent:
+                return text + f"{b.lost} of {b.sent} on probes that stop before it ({', '.join(s.front)})"
+            return text + f"no probe stops before it, its own lost {s.own.lost} of {s.own.sent}"
+        text = f"rtt at least {fmt_ms(s.through_rtt_ms)} on all {len(s.probes)} probes through {name}, "
+        if s.before_rtt_ms is not None:
+            return text + f"{fmt_ms(s.before_rtt_ms)} on probes that stop before it ({', '.join(s.front)})"
+        return text + "no probe stops before it"
+
+    # -- findings
+    def findings(self) -> dict[str, Finding]:
+        """One finding per segment, by element."""
+        elements = dict.fromkeys([*self.segments["loss"], *self.segments["rtt"]])
+        return {e: self._finding(e) for e in elements}
+
+    def _who(self, targets: Iterable[str], limit: int = 5) -> str:
+        """'dc-app, intra-dns, cloud-app and 3 services'."""
+        targets = list(targets)
+        services = [n for n in targets if n in self.t.components
+                    and self.t.components[n].kind == Kind.SERVICE]
+        others = [n for n in targets if n not in services]
+        if not others:
+            return names(services, limit)
+        parts = others[:limit]
+        if len(others) > limit:
+            parts.append(f"{len(others) - limit} more")
+        if services:
+            parts.append(f"{len(services)} service{'s' if len(services) > 1 else ''}")
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+    def _clause(self, s: _Segment) -> str:
+        seen = self._who(s.behind)
+        seen = f" ({seen})" if seen else ""
+        if isinstance(s, LossSegment):
+            t, b = s.through, s.before
+            text = (f"is losing packets: {t.lost}/{t.sent} lost ({fmt_pct(t.loss_ratio or 0.0)}) "
+                    f"on probes through it{seen}")
+            notes = []
+            if b.sent:
+                text += f", while probes that stop at {either(s.front)} lost {b.lost}/{b.sent}"
+            else:  # then its own probes lost packets: they are why it is blamed
+                text += ", and no probe stops before it to compare with"
+                notes.append(f"its own probe lost {s.own.lost}/{s.own.sent}")
+            if s.own.sent and not s.own.lost:
+                notes.append(f"its own probe lost 0/{s.own.sent}")
+            if s.alike:
+                alike = [display(self.t, e) for e in s.alike]
+                notes.append(f"the probes cannot tell it apart from {either(alike)} behind it")
+            return "; ".join([text, *notes])
+        text = f"is slow: every probe through it took at least {fmt_ms(s.through_rtt_ms)}{seen}"
+        if s.before_rtt_ms is not None:
+            return text + (f", while probes that stop at {either(s.front)} answered in "
+                           f"{fmt_ms(s.before_rtt_ms)}")
+        return text + ", and no probe stops before it to compare with"
+
+    def _severity(self, s: _Segment) -> Severity:
+        th = self.t.thresholds
+        if isinstance(s, LossSegment):
+            high = (s.through.loss_ratio or 0.0) >= th.loss.crit
+        else:
+            high = s.through_rtt_ms > th.rtt.crit * 1000
+        return Severity.CRITICAL if high else Severity.WARNING
+
+    def _finding(self, element: str) -> Finding:
+        here = self._here(element)
+        comp = self.t.components.get(element)
+        if comp is not None:
+            who, comps = describe(comp), (element,)
+        else:  # a group whose active line no trace showed
+            lines = self.t.groups[element].lines if element in self.t.groups else ()
+            who = f"{display(self.t, element)} ({either(lines)})" if lines else display(self.t, element)
+            comps = tuple(lines)
+        a = self.assessed.get(element)
+        summary = f"{who} " + "; it also ".join(self._clause(s) for s in here)
+        if a is not None and a.text:
+            summary += f"; its own probe: {a.text}"
+        members = [x for x in self.assessed.values()
+                   if x.cause == "explained" and any(e == element for _, e in x.explained)]
+        severity = worst([*(self._severity(s) for s in here), a.severity if a else None,
+                          *(x.severity for x in members)]) or Severity.WARNING
+        ids = [i for s in here for i in (*s.probes, *s.before_probes)]
+        return Finding(severity, FindingKind.DEGRADED, comps, summary + ".", tuple(dict.fromkeys(ids)))
 
 
 # -- findings -------------------------------------------------------------------------
@@ -397,9 +671,16 @@ def assess_components(topology: Topology, evidence: Evidence,
 
 def component_findings(topology: Topology, evidence: Evidence, loc: Localization,
                        assessed: dict[str, Assessment],
-                       absorbed: frozenset[str] = frozenset()) -> list[Finding]:
-    """Findings about components; `absorbed` lines are down but their group carries on."""
+                       absorbed: frozenset[str] = frozenset(),
+                       found: Degradation | None = None) -> list[Finding]:
+    """Findings about components; `absorbed` lines are down but their group carries on.
+
+    Where the degradation begins (`found`, computed when not given) gets one
+    finding; components whose problems it explains get none of their own.
+    """
     out: list[Finding] = []
+    found = locate_degradation(topology, loc) if found is None else found
+    segment_findings = _Fold(topology, evidence, loc, found, assessed).findings()
     behind: dict[str, list[str]] = {}
     for name, a in assessed.items():
         for b in a.blockers:
@@ -432,6 +713,10 @@ def component_findings(topology: Topology, evidence: Evidence, loc: Localization
         elif a.cause == "degraded" and a.severity is not None:
             out.append(Finding(a.severity, FindingKind.DEGRADED, (name,),
                                f"{describe(comp)}: {a.text}.", st.evidence))
+        elif a.cause == "segment" and name in segment_findings:
+            out.append(segment_findings.pop(name))
+    # groups whose unknown active line is where the degradation begins
+    out.extend(f for e, f in segment_findings.items() if e not in topology.components)
 
     out.extend(_ambiguity_findings(topology, evidence, loc, assessed))
     out.extend(_not_measured_findings(topology, assessed, evidence))
@@ -550,5 +835,5 @@ def sort_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     return tuple(sorted(uniq, key=lambda f: SEVERITY_ORDER[f.severity]))
 
 
-__all__ = ["Assessment", "assess_components", "component_findings", "describe", "observed",
-           "quality", "sort_findings"]
+__all__ = ["Assessment", "assess_components", "chance_of_at_least", "component_findings",
+           "describe", "observed", "problems", "quality", "sort_findings"]
