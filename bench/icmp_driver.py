@@ -42,11 +42,12 @@ async def sweep(tasks: list[ProbeTask]) -> list[ProbeResult]:
 
 
 def sweep_with_executor(tasks: list[ProbeTask]) -> list[ProbeResult]:
-    from netprobe.executor import RunOptions, run_plan
+    from netprobe.executor import RunOptions, run
 
+    # `netprobe check`'s own entry point (with its gc.freeze and Ctrl-C handling);
     # one attempt, like fping -r0: no second round for the silent targets
     options = RunOptions(concurrency=len(tasks), rate_pps=0, confirm_attempts=0)
-    return list(asyncio.run(run_plan(tasks, options)).results)
+    return list(run(tasks, options).results)
 
 
 def main(argv: list[str]) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import resource
 import signal
 import socket
@@ -93,22 +94,29 @@ def probe_phase(kind: str) -> int:
     return int(getattr(get_probe(kind), "phase", 0))
 
 
+def phase_budget_s(tasks: list[ProbeTask], options: RunOptions, confirm: bool) -> float:
+    """How long one phase's probes may take: the slowest, with its confirmation round,
+    times the waves the concurrency limit makes, plus the rate limit's pacing."""
+    slowest = max(task_budget_s(t) for t in tasks)
+    if confirm and options.confirm_attempts > 0:
+        slowest += max(task_budget_s(dataclasses.replace(t, attempts=options.confirm_attempts))
+                       for t in tasks)
+    waves = len(tasks) / max(1, options.concurrency)
+    pacing = sum(t.attempts for t in tasks) / options.rate_pps if options.rate_pps > 0 else 0.0
+    return slowest * max(1.0, waves) + pacing
+
+
+def by_phase(tasks: list[ProbeTask]) -> list[tuple[int, list[ProbeTask]]]:
+    phases: dict[int, list[ProbeTask]] = {}
+    for t in tasks:
+        phases.setdefault(probe_phase(t.kind), []).append(t)
+    return sorted(phases.items())
+
+
 def default_deadline_s(tasks: list[ProbeTask], options: RunOptions) -> float:
-    """Budget for a run: the slowest probe of each phase, plus the time the rate limit needs."""
-    if not tasks:
-        return 1.0
-    budget = 0.0
-    for phase in {probe_phase(t.kind) for t in tasks}:
-        in_phase = [t for t in tasks if probe_phase(t.kind) == phase]
-        waves = len(in_phase) / max(1, options.concurrency)
-        slowest = max(task_budget_s(t) for t in in_phase)
-        if phase == 0 and options.confirm_attempts > 0:
-            slowest += max(task_budget_s(dataclasses.replace(t, attempts=options.confirm_attempts))
-                           for t in in_phase)
-        budget += slowest * max(1.0, waves)
-    packets = sum(t.attempts for t in tasks)
-    pacing = packets / options.rate_pps if options.rate_pps > 0 else 0.0
-    return budget + pacing + 2.0
+    """Budget for a run: the sum of its phases' budgets, plus slack."""
+    return sum(phase_budget_s(batch, options, confirm=phase == 0)
+               for phase, batch in by_phase(tasks)) + 2.0
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -206,55 +214,71 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
         runnable, dataclasses.replace(opts, concurrency=concurrency))
 
     async def measure(t: ProbeTask) -> ProbeResult:
-        probe = get_probe(t.kind)
-        started = time.time()
+        # No timer per probe (10,000 of them cost 0.2 s): one watchdog per phase
+        # below bounds a probe that overruns its budget.
         try:
-            return await asyncio.wait_for(probe.run(t, ctx), task_budget_s(t) + 2.0)
-        except TimeoutError:
-            return ProbeResult(
-                id=t.id, kind=t.kind, target=t.target, address=t.address, sent=t.attempts,
-                error=ProbeError.TIMEOUT, message="probe exceeded its time budget",
-                started_at=started, duration_s=time.time() - started)
+            return await get_probe(t.kind).run(t, ctx)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must cost one result, not the run
             return not_measured(t.id, t.kind, t.target, t.address, ProbeError.INTERNAL,
                                 f"internal error in the {t.kind} probe: {exc!r}")
 
-    async def guarded(t: ProbeTask) -> None:
-        async with semaphore:
-            result = await measure(t)
-            if needs_confirmation(result, opts) and probe_phase(t.kind) == 0:
-                again = await measure(dataclasses.replace(t, attempts=opts.confirm_attempts))
-                result = merge_confirmation(result, again)
-            settle(result)
+    async def measure_and_confirm(t: ProbeTask) -> None:
+        result = await measure(t)
+        if needs_confirmation(result, opts) and probe_phase(t.kind) == 0:
+            again = await measure(dataclasses.replace(t, attempts=opts.confirm_attempts))
+            result = merge_confirmation(result, again)
+        settle(result)
 
+    async def guarded(t: ProbeTask, batch_done: asyncio.Event, left: list[int]) -> None:
+        try:
+            if unbounded:
+                await measure_and_confirm(t)
+            else:
+                async with semaphore:
+                    await measure_and_confirm(t)
+        finally:
+            left[0] -= 1
+            if left[0] == 0:
+                batch_done.set()
+
+    unbounded = concurrency >= len(runnable)  # no semaphore to pass when all fit
     interrupted = False
-    pending: list[asyncio.Future] = []
+    pending: list[asyncio.Task] = []
     stop_wait = asyncio.ensure_future(stop.wait()) if stop else None
     end = t0 + deadline_s
     try:
         # Phases run one after the other: path discovery (traces) builds packets
         # with scapy, and doing that while RTTs are measured would inflate them.
-        for phase in sorted({probe_phase(t.kind) for t in runnable}):
-            batch = [asyncio.ensure_future(guarded(t)) for t in runnable
-                     if probe_phase(t.kind) == phase]
-            pending += batch
-            remaining = set(batch)
-            while remaining and not interrupted:
-                timeout = end - time.monotonic()
-                if timeout <= 0:
-                    break
+        for phase, batch in by_phase(runnable):
+            batch_done, left = asyncio.Event(), [len(batch)]
+            pending += [asyncio.create_task(guarded(t, batch_done, left)) for t in batch]
+            # Wait on two futures (all done, or stopped), not on every task:
+            # asyncio.wait re-registers on each pending task at every wakeup.
+            done_wait = asyncio.ensure_future(batch_done.wait())
+            phase_end = min(end, time.monotonic() + 1.0 +
+                            phase_budget_s(batch, opts, confirm=phase == 0))
+            try:
                 done, _ = await asyncio.wait(
-                    remaining | ({stop_wait} if stop_wait else set()),
-                    timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                remaining -= done
-                interrupted = bool(stop_wait and stop_wait in done)
-            if remaining or interrupted:
+                    {done_wait, *([stop_wait] if stop_wait else [])},
+                    timeout=max(0.0, phase_end - time.monotonic()),
+                    return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                done_wait.cancel()
+            interrupted = bool(stop_wait and stop_wait in done)
+            if interrupted or time.monotonic() >= end:
                 break
+            if not batch_done.is_set():  # a probe overran its budget: a bug, not the network
+                for t in batch:
+                    if t.id not in results:
+                        settle(not_measured(
+                            t.id, t.kind, t.target, t.address, ProbeError.INTERNAL,
+                            f"the {t.kind} probe overran its time budget; this is a bug in "
+                            "netprobe, please report it"))
     finally:
-        for fut in pending:
-            fut.cancel()
+        for task in pending:
+            task.cancel()
         if stop_wait:
             stop_wait.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -294,4 +318,11 @@ def run(tasks: list[ProbeTask], options: RunOptions | None = None,
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
 
-    return asyncio.run(main())
+    # Everything built so far (config, topology, plan) lives for the whole run:
+    # move it out of the collector's sight, so collections during the run only
+    # walk the probes' own objects (measured: -0.1 s at 10,000 targets).
+    gc.freeze()
+    try:
+        return asyncio.run(main())
+    finally:
+        gc.unfreeze()

@@ -194,3 +194,14 @@ def test_confirmation_can_be_turned_off():
     dead = dataclasses.replace(task("dead", do="silent"), attempts=2)
     ev = asyncio.run(run_plan([dead], RunOptions(confirm_attempts=0)))
     assert ev.results[0].sent == 2
+
+
+def test_a_probe_that_overruns_its_budget_is_a_bug_not_a_timeout_and_the_run_goes_on():
+    t0 = time.monotonic()
+    ev = asyncio.run(run_plan([task("stuck", do="hang"), task("fine")],
+                              RunOptions(confirm_attempts=0)))
+    stuck = ev.by_id()["stuck/b"]
+    assert stuck.error == ProbeError.INTERNAL and stuck.outcome == Outcome.NOT_MEASURED
+    assert "overran its time budget" in stuck.message
+    assert ev.by_id()["fine/b"].outcome == Outcome.OK
+    assert time.monotonic() - t0 < 10  # the phase watchdog, not the run deadline
