@@ -232,7 +232,7 @@ def test_parse_icmp_matches_echo_replies_and_errors_quoting_our_request():
 
 
 def test_ipv4_echo_request_checksum_is_valid():
-    from netprobe.watch.hopcheck import _checksum
+    from netprobe.packets import inet_checksum as _checksum
 
     assert _checksum(echo_request(False, 4321, 99)) == 0
 

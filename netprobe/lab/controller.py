@@ -49,6 +49,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from netprobe.packets import inet_checksum
+
 FROZEN_FLAG = "controller.frozen"
 FAILBACK_STUCK_FLAG = "controller.failback-stuck"
 LOG_NAME = "controller.log"
@@ -83,19 +85,10 @@ def wall_iso(wall_s: float) -> str:
         "+00:00", "Z")
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
 def echo_request(ident: int, seq: int) -> bytes:
     payload = b"netprobe-lab-controller"
     header = struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, 0, ident, seq)
-    csum = _checksum(header + payload)
+    csum = inet_checksum(header + payload)
     return struct.pack("!BBHHH", ICMP_ECHO_REQUEST, 0, csum, ident, seq) + payload
 
 

@@ -24,20 +24,13 @@ import sys
 import time
 from typing import Any
 
+from netprobe.packets import ones_complement_sum
+
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # a frame we (or the kernel) sent: not to be forwarded back
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
-
-
-def _ones_complement_sum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
 
 
 def fix_l4_checksum(frame: bytes) -> bytes:
@@ -64,7 +57,7 @@ def fix_l4_checksum(frame: bytes) -> bytes:
     segment = bytearray(frame[l4_start:l4_end])
     segment[csum_at - l4_start:csum_at - l4_start + 2] = b"\0\0"
     pseudo = frame[ip_start + 12:ip_start + 20] + struct.pack("!BBH", 0, proto, len(segment))
-    csum = ~_ones_complement_sum(pseudo + bytes(segment)) & 0xFFFF
+    csum = ~ones_complement_sum(pseudo + bytes(segment)) & 0xFFFF
     if proto == 17 and csum == 0:
         csum = 0xFFFF
     return frame[:csum_at] + struct.pack("!H", csum) + frame[csum_at + 2:]

@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from netprobe.packets import inet_checksum
+
 # Linux socket options not named in the socket module.
 IP_RECVERR = 11
 IPV6_RECVERR = 25
@@ -46,21 +48,12 @@ class HopAnswer:
     rtt_ms: float | None = None
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
 def echo_request(v6: bool, ident: int, seq: int) -> bytes:
     kind = ICMP6["echo"] if v6 else ICMP4["echo"]
     header = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
     if v6:  # the kernel fills in the ICMPv6 checksum (it needs the pseudo-header)
         return header + _PAYLOAD
-    return struct.pack("!BBHHH", kind, 0, _checksum(header + _PAYLOAD), ident, seq) + _PAYLOAD
+    return struct.pack("!BBHHH", kind, 0, inet_checksum(header + _PAYLOAD), ident, seq) + _PAYLOAD
 
 
 def parse_icmp(v6: bool, icmp: bytes) -> tuple[str, int, int] | None:
