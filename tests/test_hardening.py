@@ -23,6 +23,7 @@ IS_ROOT = os.geteuid() == 0
 HAS_IP = shutil.which("ip") is not None
 HAS_SETPRIV = shutil.which("setpriv") is not None
 HAS_PRLIMIT = shutil.which("prlimit") is not None
+HAS_NFT = shutil.which("nft") is not None
 
 needs_netns = pytest.mark.skipif(not (IS_ROOT and HAS_IP),
                                  reason="needs root (euid 0) and iproute2 `ip` for a namespace")
@@ -169,3 +170,37 @@ def test_thousands_of_targets_run_under_a_small_fd_limit(netns, tmp_path):
     assert len(states) == 3000
     assert states.count("up") == 3000, {s: states.count(s) for s in set(states)}
     assert code == 0
+
+
+@pytest.mark.skipif(not HAS_NFT, reason="needs nftables `nft` to drop echo requests")
+def test_ctrl_c_reports_what_was_measured_marked_interrupted(netns, tmp_path):
+    # Inside the namespace 198.18.0.0/24 is local but its echo requests are
+    # dropped: those probes wait out a long timeout while 127.0.0.1 answers.
+    subprocess.run(["ip", "-n", netns, "route", "add", "local", "198.18.0.0/24", "dev", "lo"],
+                   check=True)
+    subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], check=True, text=True,
+                   input="table inet t {\n chain in {\n  type filter hook input priority 0;\n"
+                         "  ip daddr 198.18.0.0/24 icmp type echo-request drop\n }\n}\n")
+    config = write_config(tmp_path, """
+        version: 1
+        defaults: {timeout: 20s, attempts: 1}
+        devices:
+          gw: {address: 127.0.0.1}
+          far: {address: 198.18.0.9}
+        """)
+    out = tmp_path / "run.json"
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-m", "netprobe", "check", str(config),
+         "-o", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # gw has answered; far is waiting on its 20 s timeout
+    proc.send_signal(2)  # SIGINT, as Ctrl-C sends
+    _, stderr = proc.communicate(timeout=30)
+    assert "interrupted" in stderr
+    report = json.loads(out.read_text())
+    assert report["interrupted"] is True and report["status"] == "unknown"
+    assert proc.returncode == 3
+    probes = {p["id"]: p for p in report["probes"]}
+    assert probes["gw/icmp"]["received"] == 1
+    assert probes["far/icmp"]["error"] == "skipped" and "interrupted" in probes["far/icmp"]["message"]
+    states = {c["name"]: c["state"] for c in report["components"]}
+    assert states == {"gw": "up", "far": "unknown"}
