@@ -204,9 +204,6 @@ class Evidence:
     def by_id(self) -> dict[str, ProbeResult]:
         return {r.id: r for r in self.results}
 
-    def for_target(self, target: str) -> list[ProbeResult]:
-        return [r for r in self.results if r.target == target]
-
     def to_json(self) -> dict[str, Any]:
         return {
             "started_at": self.started_at,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from netprobe.config import DnsSpec, IcmpSpec, TcpSpec, TraceSpec
 from netprobe.probes.interface import ProbeTask
-from netprobe.topology import Kind, Topology, service_name
+from netprobe.topology import Topology, service_name
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,4 @@ def _trace_task(endpoint: str, specs: list, spec: TraceSpec, common: dict) -> Pr
                      **{**common, "attempts": 1})
 
 
-def components_probed(tasks: list[ProbeTask], topology: Topology) -> set[str]:
-    return {t.target for t in tasks if t.target in topology.components}
-
-
-__all__ = ["PlanOptions", "build_plan", "Kind"]
+__all__ = ["PlanOptions", "build_plan"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from netprobe.config import Config, DnsSpec, ProbeSpec, Thresholds, TraceSpec
+from netprobe.config import Config, DnsSpec, ProbeSpec, Thresholds
 
 
 class Kind(StrEnum):
@@ -127,9 +127,6 @@ def build_topology(config: Config, source: str = "<built-in>") -> Topology:
             name=gname, lines=ordered, failback=policy.failback if policy else "auto")
     return Topology(config=config, source=source, components=components, groups=groups)
 
-
-def wants_trace(spec_list: list[ProbeSpec]) -> bool:
-    return any(isinstance(s, TraceSpec) for s in spec_list)
 
 
 def topology_from_report(report: dict[str, Any], source: str) -> Topology:
