@@ -24,11 +24,14 @@ class ProbeError(StrEnum):
     TIMEOUT = "timeout"  # nothing came back in time
     REFUSED = "refused"  # TCP RST: the host is up, the port is closed
     UNREACHABLE = "unreachable"  # an ICMP destination-unreachable came back
-    NO_ROUTE = "no_route"  # our own stack has no route (ENETUNREACH)
     TTL_EXCEEDED = "ttl_exceeded"  # an ICMP time-exceeded came back
     DNS_ERROR = "dns_error"  # the server answered with an error rcode
     DNS_MISMATCH = "dns_mismatch"  # the server answered, not what `expect` says
     # could not measure:
+    # Our own host refused to send (ENETUNREACH from connect/sendto, a local
+    # blackhole route): nothing left this machine, so it says nothing about the
+    # lines or the far end; the fault to look at is this host's own routing.
+    NO_ROUTE = "no_route"
     PERMISSION = "permission"  # no raw socket and no unprivileged ICMP
     RESOLVE = "resolve_error"  # the target's host name did not resolve
     SKIPPED = "skipped"  # not run (deadline reached, interrupted)
@@ -36,7 +39,8 @@ class ProbeError(StrEnum):
 
 
 NOT_MEASURED_ERRORS = frozenset(
-    {ProbeError.PERMISSION, ProbeError.RESOLVE, ProbeError.SKIPPED, ProbeError.INTERNAL}
+    {ProbeError.NO_ROUTE, ProbeError.PERMISSION, ProbeError.RESOLVE, ProbeError.SKIPPED,
+     ProbeError.INTERNAL}
 )
 
 

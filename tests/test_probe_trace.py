@@ -296,5 +296,5 @@ def test_no_route_on_our_own_host_is_reported_as_such(chain: Chain):
     system.ip("-n", chain.h0, "route", "del", "default")
     result = run_trace(trace_task(DST, "icmp", timeout_s=0.5), chain.h0)
     assert result.error == ProbeError.NO_ROUTE
-    assert result.reached is False and result.measured
+    assert result.reached is False and not result.measured  # nothing left this host
 
