@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from netprobe.config import Config
-from netprobe.evidence import Evidence, IcmpNotice, ProbeError, ProbeResult
+from netprobe.evidence import NOT_MEASURED_ERRORS, Evidence, IcmpNotice, ProbeError, ProbeResult
 from netprobe.plan import build_plan
 from netprobe.topology import Topology, build_topology
 
@@ -87,8 +87,7 @@ def make_result(probe_id: str, *, ok: bool = True, sent: int = 3, loss: float | 
     err = ProbeError(error) if error is not None else None
     if err is None and not ok:
         err = ProbeError.TIMEOUT
-    if err is not None and err in (ProbeError.PERMISSION, ProbeError.RESOLVE,
-                                   ProbeError.SKIPPED, ProbeError.INTERNAL):
+    if err is not None and err in NOT_MEASURED_ERRORS:
         return ProbeResult(id=probe_id, kind=kind, target=target, address=address, sent=0,
                            error=err, message=message or f"{err} (test)")
     received = sent if ok and err is None else 0

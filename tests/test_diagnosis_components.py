@@ -10,6 +10,7 @@ from builders import make_result, make_topology, with_results
 
 from netprobe.diagnosis import diagnose
 from netprobe.diagnosis.findings import quality
+from netprobe.diagnosis.model import STATIC_KINDS as STATIC
 from netprobe.diagnosis.model import Finding, FindingKind, Severity, State, Status
 from netprobe.plan import build_plan
 
@@ -271,3 +272,19 @@ def test_real_audit_findings_are_included(topo, monkeypatch):
     d = diagnose(topo, with_results(topo, [fail("dc-app/tcp/443", error="refused")]))
     assert all(f in d.findings for f in expected)
     assert d.findings[0].kind == FindingKind.SERVICE_DOWN
+
+
+def test_no_route_from_this_host_is_one_not_measured_finding_never_down(topo):
+    # our own host refused to send: nothing left it, so nothing is known about the path
+    dead = {t.id: make_result(t.id, ok=False, error="no_route", address=t.address,
+                              message=f"no route to {t.address} from this host")
+            for t in build_plan(topo)}
+    d = diagnose(topo, with_results(topo, dead))
+    assert all(c.state == State.UNKNOWN for c in d.components), d.components
+    not_measured = [f for f in d.findings if f.kind == FindingKind.NOT_MEASURED]
+    # one finding for every component (plus the group's "active line unknown")
+    about_route = [f for f in not_measured if "default route" in f.summary]
+    assert len(about_route) == 1
+    assert set(about_route[0].components) == set(topo.components)
+    assert {f.kind for f in d.findings} - STATIC == {FindingKind.NOT_MEASURED}
+    assert d.status() == Status.UNKNOWN

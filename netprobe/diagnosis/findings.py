@@ -812,21 +812,34 @@ def _not_measured_findings(topology: Topology, assessed: dict[str, Assessment],
                            evidence: Evidence) -> list[Finding]:
     """One finding per distinct reason, listing the components left unknown by it."""
     by_reason: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    no_route_addresses: dict[str, None] = {}
     for r in evidence.results:
         if r.measured or r.target not in assessed:
             continue
         if assessed[r.target].state.state != State.UNKNOWN or r.kind == "trace":
             continue
-        key = (r.kind, f"{r.error}: {r.message}" if r.message else str(r.error))
+        if r.error == ProbeError.NO_ROUTE:
+            # one cause, whatever the address or probe kind: this host's own routing
+            key = ("", str(ProbeError.NO_ROUTE))
+            no_route_addresses.setdefault(r.address or "?", None)
+        else:
+            key = (r.kind, f"{r.error}: {r.message}" if r.message else str(r.error))
         comps, ids = by_reason.setdefault(key, ([], []))
         if r.target not in comps:
             comps.append(r.target)
         ids.append(r.id)
     out = []
     for (kind, why), (comps, ids) in by_reason.items():
-        out.append(Finding(Severity.WARNING, FindingKind.NOT_MEASURED, tuple(comps),
-                           f"could not measure {names(comps)} by {kind} ({why}); "
-                           f"their state is unknown, not down.", tuple(ids)))
+        if why == str(ProbeError.NO_ROUTE) and not kind:
+            summary = (f"could not measure {names(comps)}: this host has no route to "
+                       f"{names(list(no_route_addresses))}, so nothing was sent; check this "
+                       "machine's own interfaces and default route. Their state is unknown, "
+                       "not down.")
+        else:
+            summary = (f"could not measure {names(comps)} by {kind} ({why}); "
+                       f"their state is unknown, not down.")
+        out.append(Finding(Severity.WARNING, FindingKind.NOT_MEASURED, tuple(comps), summary,
+                           tuple(ids)))
     return out
 
 
