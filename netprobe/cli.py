@@ -26,7 +26,8 @@ app = typer.Typer(
     name="netprobe",
     help="Network-path health prober: what is broken (our device, the carrier's line, the far "
     "end or the service), whether failover happened, and whether the redundancy is real.\n\n"
-    "Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad input, missing privilege).",
+    "Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad input, missing privilege, or "
+    "parts that could not be measured).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -351,24 +352,6 @@ def history(
 
 @app.command()
 @handles_errors
-def demo(
-    where: Annotated[str, typer.Argument(
-        help="lab: the namespace lab (root): healthy, primary cut, failover frozen. "
-        "local: loopback listeners, no root.", metavar="lab|local")] = "lab",
-) -> None:
-    """Run the main job end to end on targets the demo itself creates, then clean up."""
-    from netprobe.demo import run_lab_demo, run_local_demo
-    from netprobe.ui import stdout_console
-
-    if where == "lab":
-        raise typer.Exit(run_lab_demo(stdout_console()))
-    if where == "local":
-        raise typer.Exit(run_local_demo(stdout_console()))
-    raise NetprobeError(f"demo {where}: use `netprobe demo lab` (root) or `netprobe demo local`")
-
-
-@app.command()
-@handles_errors
 def watch(
     config: ConfigArg,
     interval: Annotated[str, typer.Option(
@@ -418,6 +401,24 @@ def watch(
         failback_window_s=_parse_seconds(failback_window, "--failback-window"),
         rate_pps=rate, hop_check=not no_hop_check, quiet=quiet)
     raise typer.Exit(code)
+
+
+@app.command()
+@handles_errors
+def demo(
+    where: Annotated[str, typer.Argument(
+        help="lab: the namespace lab (root): healthy, primary cut, failover frozen. "
+        "local: loopback listeners, no root.", metavar="lab|local")] = "lab",
+) -> None:
+    """Run the main job end to end on targets the demo itself creates, then clean up."""
+    from netprobe.demo import run_lab_demo, run_local_demo
+    from netprobe.ui import stdout_console
+
+    if where == "lab":
+        raise typer.Exit(run_lab_demo(stdout_console()))
+    if where == "local":
+        raise typer.Exit(run_local_demo(stdout_console()))
+    raise NetprobeError(f"demo {where}: use `netprobe demo lab` (root) or `netprobe demo local`")
 
 
 def _mount_subcommands() -> None:
