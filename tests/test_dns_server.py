@@ -136,7 +136,7 @@ def test_parse_record_and_bad_zones() -> None:
         "v6.intra.example", "AAAA", "2001:db8::1")
     assert parse_record("intra.example=MX:10 mail.intra.example") == (
         "intra.example", "MX", "10 mail.intra.example")
-    for bad in ("www.intra.example", "www.intra.example=A", "=A:1.2.3.4"):
+    for bad in ("www.intra.example", "www.intra.example=A", "=A:192.0.2.4"):
         with pytest.raises(ValueError, match="NAME=TYPE:VALUE"):
             parse_record(bad)
     with pytest.raises(ValueError, match="www.intra.example A '999.1.1.1'"):
