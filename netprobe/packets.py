@@ -1,7 +1,9 @@
-"""The Internet checksum (RFC 1071), shared by everything that builds packets by hand."""
+"""Packet-level helpers shared by the probes and the lab: the Internet checksum
+(RFC 1071) and one wording for ICMP errors, so every report names them alike."""
 
 from __future__ import annotations
 
+import socket
 import struct
 
 
@@ -18,3 +20,26 @@ def ones_complement_sum(data: bytes) -> int:
 def inet_checksum(data: bytes) -> int:
     """The checksum field's value for a header whose checksum field is zero in `data`."""
     return ~ones_complement_sum(data) & 0xFFFF
+
+
+_ICMP4_UNREACH = ("net-unreachable", "host-unreachable", "protocol-unreachable",
+                  "port-unreachable", "fragmentation-needed", "source-route-failed",
+                  "net-unknown", "host-unknown", "host-isolated", "net-prohibited",
+                  "host-prohibited", "net-unreachable-for-tos", "host-unreachable-for-tos",
+                  "admin-prohibited", "host-precedence-violation", "precedence-cutoff")
+_ICMP6_UNREACH = ("no-route", "admin-prohibited", "beyond-scope", "address-unreachable",
+                  "port-unreachable", "source-policy-failed", "reject-route")
+
+
+def describe_icmp(family: int, icmp_type: int, code: int) -> str:
+    """'ICMP host-unreachable', 'ICMPv6 admin-prohibited', ... for a notice."""
+    if family == socket.AF_INET6:
+        names = {1: _ICMP6_UNREACH, 3: ("hop-limit-exceeded", "reassembly-time-exceeded")}
+        prefix, generic = "ICMPv6", {1: "destination-unreachable", 3: "time-exceeded"}
+    else:
+        names = {3: _ICMP4_UNREACH, 11: ("ttl-exceeded", "reassembly-time-exceeded")}
+        prefix, generic = "ICMP", {3: "destination-unreachable", 11: "time-exceeded"}
+    table = names.get(icmp_type, ())
+    if code < len(table):
+        return f"{prefix} {table[code]}"
+    return f"{prefix} {generic.get(icmp_type, f'type {icmp_type}')} code {code}"

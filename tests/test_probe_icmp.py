@@ -161,10 +161,10 @@ def test_registered_under_its_kind() -> None:
 
 
 def test_describe_uses_icmp_wording() -> None:
-    assert describe(4, 3, 1) == "Destination host unreachable"
-    assert describe(4, 11, 0) == "Time to live exceeded"
-    assert describe(6, 1, 0) == "No route to destination"
-    assert describe(6, 3, 0) == "Hop limit exceeded"
+    assert describe(4, 3, 1) == "ICMP host-unreachable"
+    assert describe(4, 11, 0) == "ICMP ttl-exceeded"
+    assert describe(6, 1, 0) == "ICMPv6 no-route"
+    assert describe(6, 3, 0) == "ICMPv6 hop-limit-exceeded"
 
 
 def test_permission_message_names_every_fix() -> None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import icmplib
 
 from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
+from netprobe.packets import describe_icmp
 from netprobe.probes.interface import ProbeContext, ProbeTask
 
 KIND = "icmp"
@@ -125,14 +126,9 @@ def _open_socket(fam: _Family) -> tuple[icmplib.ICMPv4Socket | icmplib.ICMPv6Soc
 
 @functools.lru_cache(maxsize=256)
 def describe(version: int, icmp_type: int, icmp_code: int) -> str:
-    """icmplib's wording for an ICMP error (e.g. 'Destination host unreachable')."""
-    reply = icmplib.ICMPReply(source=None, family=version, id=0, sequence=0, type=icmp_type,
-                              code=icmp_code, bytes_received=0, time=0.0)
-    try:
-        reply.raise_for_status()
-    except icmplib.ICMPError as exc:
-        return str(exc)
-    return "Echo reply"
+    """The shared wording for an ICMP error (e.g. 'ICMP host-unreachable')."""
+    family = socket.AF_INET6 if version == 6 else socket.AF_INET
+    return describe_icmp(family, icmp_type, icmp_code)
 
 
 class _Probe:

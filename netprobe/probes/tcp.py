@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
+from netprobe.packets import describe_icmp
 from netprobe.probes.interface import ProbeContext, ProbeTask
 
 # Linux values; Python's socket module does not export IP_RECVERR.
@@ -76,29 +77,6 @@ def is_time_exceeded(notice: IcmpNotice) -> bool:
 # When attempts fail in different ways equally often, report the most telling.
 _PRECEDENCE = (ProbeError.REFUSED, ProbeError.UNREACHABLE, ProbeError.TTL_EXCEEDED,
                ProbeError.NO_ROUTE, ProbeError.TIMEOUT)
-
-_ICMP4_UNREACH = ("net-unreachable", "host-unreachable", "protocol-unreachable",
-                  "port-unreachable", "fragmentation-needed", "source-route-failed",
-                  "net-unknown", "host-unknown", "host-isolated", "net-prohibited",
-                  "host-prohibited", "net-unreachable-for-tos", "host-unreachable-for-tos",
-                  "admin-prohibited", "host-precedence-violation", "precedence-cutoff")
-_ICMP6_UNREACH = ("no-route", "admin-prohibited", "beyond-scope", "address-unreachable",
-                  "port-unreachable", "source-policy-failed", "reject-route")
-
-
-def describe_icmp(family: int, icmp_type: int, code: int) -> str:
-    """'ICMP host-unreachable', 'ICMPv6 admin-prohibited', ... for a notice."""
-    if family == socket.AF_INET6:
-        names = {1: _ICMP6_UNREACH, 3: ("hop-limit-exceeded", "reassembly-time-exceeded")}
-        prefix, generic = "ICMPv6", {1: "destination-unreachable", 3: "time-exceeded"}
-    else:
-        names = {3: _ICMP4_UNREACH, 11: ("ttl-exceeded", "reassembly-time-exceeded")}
-        prefix, generic = "ICMP", {3: "destination-unreachable", 11: "time-exceeded"}
-    table = names.get(icmp_type, ())
-    if code < len(table):
-        return f"{prefix} {table[code]}"
-    return f"{prefix} {generic.get(icmp_type, f'type {icmp_type}')} code {code}"
-
 
 @dataclass(frozen=True)
 class Attempt:
