@@ -63,7 +63,7 @@ def components_table(report: Report) -> Table:
     t.add_column("state", no_wrap=True)
     t.add_column("reason", ratio=1, overflow="fold")
     for c in report.components:
-        t.add_row(c.name, c.kind, Text(str(c.state), style=STATE_STYLE[c.state]), c.reason)
+        t.add_row(c.name, c.kind, Text(str(c.state), style=STATE_STYLE[c.state]), Text(c.reason))
     return t
 
 
@@ -80,7 +80,8 @@ def groups_table(report: Report) -> Table:
             active = Text(g.active)
         else:
             active = Text(f"{g.active} (preferred {g.preferred})", style="yellow")
-        t.add_row(g.name, active, Text(str(g.verdict), style=VERDICT_STYLE[g.verdict]), g.reason)
+        t.add_row(g.name, active, Text(str(g.verdict), style=VERDICT_STYLE[g.verdict]),
+                  Text(g.reason))
     return t
 
 
@@ -89,7 +90,7 @@ def findings_table(report: Report) -> Table:
     t.add_column("severity", no_wrap=True)
     t.add_column("finding", ratio=1, overflow="fold")
     for f in sorted_findings(report.findings):
-        t.add_row(Text(str(f.severity), style=SEVERITY_STYLE[f.severity]), f.summary)
+        t.add_row(Text(str(f.severity), style=SEVERITY_STYLE[f.severity]), Text(f.summary))
     return t
 
 
@@ -99,7 +100,7 @@ def audit_table(findings: list) -> Table:
     t.add_column("severity", no_wrap=True)
     t.add_column("finding", ratio=1, overflow="fold")
     for f in sorted_findings(findings):
-        t.add_row(Text(str(f.severity), style=SEVERITY_STYLE[f.severity]), f.summary)
+        t.add_row(Text(str(f.severity), style=SEVERITY_STYLE[f.severity]), Text(f.summary))
     return t
 
 
