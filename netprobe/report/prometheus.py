@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from netprobe.diagnosis.model import Severity, State, Verdict
+from netprobe.diagnosis.model import STATIC_KINDS, Severity, State, Verdict
 from netprobe.evidence import Outcome
 from netprobe.report.model import Report
 
@@ -90,9 +90,15 @@ class ReportCollector(Collector):
                 active.add_metric([v, g.name, line], 1.0 if g.active == line else 0.0)
         yield from (verdict, active)
 
-        findings = gauge("findings", "Number of findings of each severity", ["severity"])
+        # static="true": the design audit's facts (shared carrier, ...), which do not
+        # change with the network: alert on static="false" only
+        findings = gauge("findings", "Number of findings of each severity",
+                         ["severity", "static"])
         for sev in Severity:
-            findings.add_metric([v, str(sev)], float(sum(f.severity == sev for f in r.findings)))
+            for static in (False, True):
+                n = sum(f.severity == sev and (f.kind in STATIC_KINDS) == static
+                        for f in r.findings)
+                findings.add_metric([v, str(sev), str(static).lower()], float(n))
         yield findings
 
         duration = gauge("run_duration_seconds", "How long the run took", [])
