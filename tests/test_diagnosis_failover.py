@@ -201,3 +201,21 @@ def test_three_lines_failed_over_to_the_third(topo):
     assert g.verdict == Verdict.FAILED_OVER
     f = findings_of(d, FindingKind.FAILED_OVER)[0]
     assert "now via mobile-c" in f.summary and "standby broadband-b is down too" in f.summary
+
+
+def test_a_hop_both_lines_list_is_no_evidence_and_no_disagreement():
+    # a DC gateway on both lines' hop lists: only each line's own carrier hop tells
+    import copy
+
+    from builders import CITY_HALL, healthy_evidence, make_topology
+
+    from netprobe.diagnosis import diagnose
+
+    config = copy.deepcopy(CITY_HALL)
+    config["lines"]["leased-a"]["hops"] = ["198.51.100.1", "203.0.113.254"]
+    config["lines"]["broadband-b"]["hops"] = ["198.51.100.5", "203.0.113.254"]
+    topology = make_topology(config)
+    d = diagnose(topology, healthy_evidence(topology))
+    group = d.group("dc-wan")
+    assert (group.verdict.value, group.active) == ("nominal", "leased-a"), group.reason
+    assert not [f for f in d.findings if f.kind.value == "ambiguous"]

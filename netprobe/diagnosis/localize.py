@@ -113,7 +113,11 @@ def read_traces(topology: Topology, evidence: Evidence) -> dict[str, ActiveLine]
             traces.setdefault(r.target, []).append(r)
     out: dict[str, ActiveLine] = {}
     for gname, group in topology.groups.items():
-        hops = {line: {_norm(a) for a in topology.line_hops(line)} for line in group.lines}
+        all_hops = {line: {_norm(a) for a in topology.line_hops(line)} for line in group.lines}
+        # only a hop no other line of the group lists identifies a line (a DC
+        # gateway both lines reach is no evidence of which one carries traffic)
+        hops = {line: own - set().union(*(h for o, h in all_hops.items() if o != line))
+                for line, own in all_hops.items()}
         votes: list[TraceVote] = []
         unmeasured: list[ProbeResult] = []
         for name, comp in topology.components.items():
@@ -126,7 +130,7 @@ def read_traces(topology: Topology, evidence: Evidence) -> dict[str, ActiveLine]
                 seen = _hop_addresses(r)
                 lines = tuple(line for line in group.lines if hops[line] & seen)
                 votes.append(TraceVote(endpoint=name, probe_id=r.id, lines=lines))
-        named = {line for v in votes for line in v.lines}
+        named = {v.lines[0] for v in votes if len(v.lines) == 1}
         active = next(iter(named)) if len(named) == 1 else None
         out[gname] = ActiveLine(group=gname, line=active, votes=tuple(votes),
                                 unmeasured=tuple(unmeasured), disagree=len(named) > 1)
