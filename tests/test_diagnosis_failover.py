@@ -219,3 +219,26 @@ def test_a_hop_both_lines_list_is_no_evidence_and_no_disagreement():
     group = d.group("dc-wan")
     assert (group.verdict.value, group.active) == ("nominal", "leased-a"), group.reason
     assert not [f for f in d.findings if f.kind.value == "ambiguous"]
+
+
+def test_partial_failover_is_a_failed_failover_naming_the_stuck_endpoints():
+    # intra-dns moved to broadband-b and answers; dc-app's trace still shows the
+    # dead leased-a and dc-app does not answer: that is not a failover.
+    from builders import make_result, make_topology, with_results
+
+    from netprobe.diagnosis import diagnose
+
+    topology = make_topology()
+    evidence = with_results(topology, [
+        make_result("leased-a/icmp", ok=False, address="198.51.100.1"),
+        make_result("dc-app/trace", address="203.0.113.10", hops=["192.0.2.254", "198.51.100.1"],
+                    reached=False),
+        make_result("dc-app/icmp", ok=False, address="203.0.113.10"),
+        make_result("dc-app/tcp/443", ok=False, address="203.0.113.10"),
+    ], active={"dc-wan": "broadband-b"})
+    d = diagnose(topology, evidence)
+    assert d.group("dc-wan").verdict.value == "failover_failed"
+    failed = [f for f in d.findings if f.kind.value == "failover_failed"]
+    assert failed and failed[0].severity.value == "critical" and "dc-app" in failed[0].components
+    assert "partial" in failed[0].summary
+    assert d.status().value == "critical"

@@ -249,6 +249,21 @@ def _without_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, Stat
     if st[pref] == State.DOWN:
         healthy_sb = [s for s in standbys if s in healthy]
         alive_sb = [s for s in standbys if st[s] != State.DOWN]
+        # Traces that still show the dead preferred line to endpoints that do not
+        # answer: those did not fail over, whatever the others did (a partial
+        # failover, e.g. a route that moved for some prefixes only).
+        stuck = list(dict.fromkeys(v.endpoint for v in c.act.votes
+                                   if v.lines == (pref,) and v.endpoint in failed_targets))
+        if stuck:
+            moved = [t for t in ok_targets if t not in stuck]
+            summary = (f"{c.line_text(pref)}; "
+                       + "".join(f"{c.line_text(s)}; " for s in standbys)
+                       + f"traffic to {names(stuck)} still goes via {pref} and gets no answer"
+                       + (f", while {names(moved)} answer{'s' if len(moved) == 1 else ''} "
+                          "over a standby line: the failover is partial." if moved else "."))
+            return (Verdict.FAILOVER_FAILED, f"{pref} is down and traffic to {names(stuck)} "
+                    f"still goes via it", None,
+                    [finding(Severity.CRITICAL, FindingKind.FAILOVER_FAILED, summary, stuck)])
         if c.traffic_ok and alive_sb:
             summary = (f"{c.line_text(pref)}; "
                        + "".join(f"{c.line_text(s)}; " for s in standbys)
