@@ -242,3 +242,18 @@ def test_partial_failover_is_a_failed_failover_naming_the_stuck_endpoints():
     assert failed and failed[0].severity.value == "critical" and "dc-app" in failed[0].components
     assert "partial" in failed[0].summary
     assert d.status().value == "critical"
+
+
+def test_a_group_of_one_line_needs_no_trace_to_know_its_active_line():
+    import copy
+
+    from builders import CITY_HALL, healthy_evidence, make_topology
+
+    from netprobe.diagnosis import diagnose
+
+    config = copy.deepcopy(CITY_HALL)
+    del config["lines"]["broadband-b"]
+    topology = make_topology(config)
+    d = diagnose(topology, healthy_evidence(topology, traces=False))
+    group = d.group("dc-wan")
+    assert (group.verdict.value, group.active) == ("nominal", "leased-a"), group.reason

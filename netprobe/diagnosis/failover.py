@@ -170,7 +170,10 @@ def _with_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, State],
     if active == pref:
         if st[pref] == State.DOWN:
             others = [s for s in standbys if s in healthy]
-            moved = f"it did not move to {either(others)}" if others else "no standby line is up"
+            unmeasured = [s for s in standbys if st[s] not in _HEALTHY and st[s] != State.DOWN]
+            moved = (f"it did not move to {either(others)}" if others else
+                     f"no standby line is known to be up ({names(unmeasured)} could not be "
+                     "checked)" if unmeasured else "no standby line is up")
             summary = (f"{c.line_text(pref)}; " + "".join(f"{c.line_text(s)}; " for s in standbys)
                        + f"{to} still goes via {pref} (trace shows {hop}): {moved}.")
             return (Verdict.FAILOVER_FAILED, f"{pref} is down but the traces still show its hop {hop}",
@@ -229,7 +232,8 @@ def _redundancy_lost(c: _Group, sb_down: list[str], standbys: list[str], healthy
     backup = (f"{c.g.name} has lost a backup line ({either(still)} remains)" if still
               else f"{c.g.name} has no working backup")
     summary = f"{texts}; {traffic} unaffected, but {backup}."
-    return (Verdict.REDUNDANCY_LOST, f"standby {either(sb_down)} is down; {traffic}", active,
+    return (Verdict.REDUNDANCY_LOST, f"standby {names(sb_down)} "
+            f"{'is' if len(sb_down) == 1 else 'are'} down; {traffic}", active,
             [finding(Severity.WARNING, FindingKind.REDUNDANCY_LOST, summary)])
 
 

@@ -132,6 +132,8 @@ def read_traces(topology: Topology, evidence: Evidence) -> dict[str, ActiveLine]
                 votes.append(TraceVote(endpoint=name, probe_id=r.id, lines=lines))
         named = {v.lines[0] for v in votes if len(v.lines) == 1}
         active = next(iter(named)) if len(named) == 1 else None
+        if active is None and len(group.lines) == 1 and not named:
+            active = group.lines[0]  # a group of one line: traffic has nowhere else to go
         out[gname] = ActiveLine(group=gname, line=active, votes=tuple(votes),
                                 unmeasured=tuple(unmeasured), disagree=len(named) > 1)
     return out
