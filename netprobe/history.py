@@ -323,7 +323,7 @@ _STANDBY_SQL = """CASE
     WHEN verdict IN ('failed_over', 'failback_pending') THEN 1
     WHEN active IS NOT NULL AND preferred IS NOT NULL AND active != preferred THEN 1
     WHEN active IS NOT NULL AND active = preferred THEN 0
-    WHEN verdict IN ('nominal', 'redundancy_lost') THEN 0
+    WHEN verdict = 'nominal' THEN 0  -- redundancy_lost alone does not say which line carries traffic
 END"""
 
 _NEIGHBOUR_SQL = """

@@ -470,3 +470,15 @@ def test_many_processes_creating_the_same_database_at_once_all_succeed(tmp_path)
             p.join(60)
         outcomes += [results.get(timeout=10) for _ in procs]
     assert outcomes == ["ok"] * 60, [o for o in outcomes if o != "ok"]
+
+
+def test_redundancy_lost_without_a_known_active_line_is_no_failback(tmp_path):
+    # run 1: failed over to broadband-b; run 2: a standby is down and no trace told
+    # which line carries traffic. Nobody saw traffic return to leased-a.
+    db = tmp_path / "h.db"
+    record_run(db, make_run(T0, {"leased-a": "up"}, {"dc-wan": ("nominal", "leased-a")}))
+    record_run(db, make_run(T0 + 60, {"leased-a": "down"},
+                            {"dc-wan": ("failed_over", "broadband-b")}))
+    record_run(db, make_run(T0 + 120, {"leased-a": "up"}, {"dc-wan": ("redundancy_lost", None)}))
+    (group,) = summarize(db).groups
+    assert (group.failovers, group.failbacks) == (1, 0)

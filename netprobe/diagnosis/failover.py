@@ -290,7 +290,7 @@ def _without_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, Stat
     if st[pref] in _HEALTHY:
         sb_down = [s for s in standbys if st[s] == State.DOWN]
         if sb_down and not (c.traffic_failed and not c.traffic_ok):
-            traffic = (f"traffic to {names(ok_targets)}" if ok_targets else "traffic")
+            traffic = (f"traffic to {names(ok_targets)} flows" if ok_targets else "traffic flows")
             verdict, reason, _, findings = _redundancy_lost(c, sb_down, standbys, healthy,
                                                             traffic, None, finding)
             return verdict, f"{reason}; which line carries it is unknown: {why}", None, findings + extra
