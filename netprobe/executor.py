@@ -59,6 +59,12 @@ def task_budget_s(task: ProbeTask) -> float:
     return task.attempts * task.interval_s + task.timeout_s * (2 if task.kind == "trace" else 1) + 1.0
 
 
+def packets_of(task: ProbeTask) -> int:
+    """Packets a task sends through the rate limiter (a trace sends one per hop and query)."""
+    counter = getattr(get_probe(task.kind), "packets", None)
+    return int(counter(task)) if counter else task.attempts
+
+
 def needs_confirmation(result: ProbeResult, options: RunOptions) -> bool:
     """Silence is the one answer loss can fake; a RST or an unreachable is definite."""
     return (options.confirm_attempts > 0 and result.measured and result.received == 0
@@ -102,7 +108,7 @@ def phase_budget_s(tasks: list[ProbeTask], options: RunOptions, confirm: bool) -
         slowest += max(task_budget_s(dataclasses.replace(t, attempts=options.confirm_attempts))
                        for t in tasks)
     waves = len(tasks) / max(1, options.concurrency)
-    pacing = sum(t.attempts for t in tasks) / options.rate_pps if options.rate_pps > 0 else 0.0
+    pacing = sum(packets_of(t) for t in tasks) / options.rate_pps if options.rate_pps > 0 else 0.0
     return slowest * max(1.0, waves) + pacing
 
 
@@ -176,6 +182,8 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     results: dict[str, ProbeResult] = {}
 
     def settle(result: ProbeResult) -> None:
+        if result.id in results:  # first word stands (a cancelled straggler's, say)
+            return
         results[result.id] = result
         progress.advance(result)
 
@@ -205,13 +213,16 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     # overlap); ICMP shares one socket. Lift the soft limit if we may, else run
     # fewer at once rather than fail with EMFILE half-way through.
     fd_reserve = 64
+    # (a confirmation round holds `confirm_attempts`; DNS may add a TCP fallback)
     per_task = max((t.attempts for t in runnable if t.kind in ("tcp", "dns")), default=1)
+    if any(t.kind in ("tcp", "dns") for t in runnable):
+        per_task = max(per_task, opts.confirm_attempts) + 1
     soft_fds = raise_fd_limit(min(opts.concurrency, len(runnable)) * per_task + fd_reserve)
     concurrency = max(1, min(opts.concurrency, (soft_fds - fd_reserve) // per_task))
     ctx = ProbeContext(RateLimiter(opts.rate_pps))
     semaphore = asyncio.Semaphore(concurrency)
-    deadline_s = opts.deadline_s or default_deadline_s(
-        runnable, dataclasses.replace(opts, concurrency=concurrency))
+    in_force = dataclasses.replace(opts, concurrency=concurrency)  # what budgets must assume
+    deadline_s = opts.deadline_s or default_deadline_s(runnable, in_force)
 
     async def measure(t: ProbeTask) -> ProbeResult:
         # No timer per probe (10,000 of them cost 0.2 s): one watchdog per phase
@@ -253,12 +264,13 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
         # with scapy, and doing that while RTTs are measured would inflate them.
         for phase, batch in by_phase(runnable):
             batch_done, left = asyncio.Event(), [len(batch)]
-            pending += [asyncio.create_task(guarded(t, batch_done, left)) for t in batch]
+            batch_tasks = [asyncio.create_task(guarded(t, batch_done, left)) for t in batch]
+            pending += batch_tasks
             # Wait on two futures (all done, or stopped), not on every task:
             # asyncio.wait re-registers on each pending task at every wakeup.
             done_wait = asyncio.ensure_future(batch_done.wait())
             phase_end = min(end, time.monotonic() + 1.0 +
-                            phase_budget_s(batch, opts, confirm=phase == 0))
+                            phase_budget_s(batch, in_force, confirm=phase == 0))
             try:
                 done, _ = await asyncio.wait(
                     {done_wait, *([stop_wait] if stop_wait else [])},
@@ -270,6 +282,9 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             if interrupted or time.monotonic() >= end:
                 break
             if not batch_done.is_set():  # a probe overran its budget: a bug, not the network
+                for task in batch_tasks:  # free their sockets and semaphore for the next phase
+                    task.cancel()
+                await asyncio.gather(*batch_tasks, return_exceptions=True)
                 for t in batch:
                     if t.id not in results:
                         settle(not_measured(

@@ -269,6 +269,11 @@ class TraceProbe:
     kind = "trace"
     phase = 1  # after the measuring probes: see Probe.phase
 
+    def packets(self, task: ProbeTask) -> int:
+        """Packets one trace sends (the executor's pacing budget counts them)."""
+        max_hops = int(task.params.get("max_hops", DEFAULT_MAX_HOPS))
+        return max(1, min(MAX_HOPS_LIMIT, max_hops)) * int(task.params.get("queries", DEFAULT_QUERIES))
+
     def preflight(self, tasks: list[ProbeTask]) -> str | None:
         try:
             socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close()
