@@ -108,9 +108,12 @@ def _parse_seconds(value: str | None, option: str) -> float | None:
     from netprobe.config import parse_duration
 
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise NetprobeError(f"{option} {value}: {exc}") from None
+    if seconds < 0.001:
+        raise NetprobeError(f"{option} {value}: must be at least 1ms")
+    return seconds
 
 
 def _parse_window(value: str) -> float:
@@ -208,6 +211,10 @@ def check(
     outputs = list(output or [])
     severity = _fail_on(fail_on)
     _check_outputs(fmt, outputs)
+    if history:  # open (create, migrate) it now: a bad path must not cost a whole run
+        from netprobe.history import connect
+
+        connect(history).close()
     timeout_s = _parse_seconds(timeout, "--timeout")
     deadline_s = _parse_seconds(deadline, "--deadline")
     _enter_netns(netns)
@@ -319,8 +326,17 @@ def diagnose(
     topology = load_topology(str(config)) if config else topology_from_report(data, str(run_json))
     try:
         evidence = Evidence.from_json(data)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise NetprobeError(f"{run_json}: probes section is damaged: {exc!r}") from None
+    from netprobe.plan import build_plan
+
+    seen = evidence.by_id()
+    missing = [t.id for t in build_plan(topology) if t.kind != "trace" and t.id not in seen]
+    if missing:  # a renamed component would otherwise pass as "unknown" with exit 0
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise NetprobeError(f"{run_json}: the report has no result for {shown}; it was not made "
+                            "with this config (pass the one it was made with, or none to use the "
+                            "topology embedded in the report)")
     diagnosis = run_diagnosis(topology, evidence)
     report = build_report(topology.vantage, data.get("config", str(run_json)), evidence, diagnosis,
                           severity, thresholds=topology.thresholds, topology=topology.to_json(),

@@ -112,6 +112,18 @@ _TAGS_SCHEMA = {"type": "object", "description": "free-form facts, e.g. conduit:
                 "additionalProperties": {"type": ["string", "number"]}}
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+
+
+def parse_timeout(value: Any) -> float:
+    """A duration that must leave time for an answer: at least 1 ms."""
+    seconds = parse_duration(value)
+    if seconds < 0.001:
+        raise ValueError(f"timeout {value!r} leaves no time for an answer: use at least 1ms")
+    return seconds
+
+
+# A timeout of 0 would discard every reply and call everything down.
+Timeout = Annotated[float, BeforeValidator(parse_timeout), WithJsonSchema(_DURATION_SCHEMA)]
 Ratio = Annotated[float, BeforeValidator(parse_ratio), WithJsonSchema(_RATIO_SCHEMA)]
 Address = Annotated[str, BeforeValidator(parse_address), WithJsonSchema(_ADDRESS_SCHEMA)]
 Tags = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]],
@@ -151,7 +163,7 @@ class Thresholds(Frozen):
 
 
 class Defaults(Frozen):
-    timeout: Seconds = Field(1.0, description="per attempt")
+    timeout: Timeout = Field(1.0, description="per attempt")
     attempts: int = Field(3, ge=1, le=100, description="packets or tries per probe")
     interval: Seconds = Field(0.2, description="between the attempts of one probe")
     thresholds: Thresholds = Thresholds()
@@ -193,6 +205,19 @@ class Group(Frozen):
 
 class DnsCheck(Frozen):
     query: str = Field(min_length=1, max_length=253)
+
+    @field_validator("query")
+    @classmethod
+    def _a_dns_name(cls, query: str) -> str:
+        import dns.exception
+        import dns.name
+
+        try:
+            dns.name.from_text(query)
+        except dns.exception.DNSException as exc:
+            raise ValueError(f"{query!r} is not a DNS name ({exc})") from None
+        return query
+
     type: Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "PTR", "SRV"] = "A"
     expect: list[str] | None = None
     server: Address | None = Field(None, description="default: the endpoint's address")
@@ -334,9 +359,9 @@ class Endpoint(Frozen):
     host: str | None = Field(None, max_length=253, description="resolved at run time")
     site: Name | None = None
     path: list[Name] = Field(default_factory=list)
-    probes: list[Probe] = Field(default_factory=lambda: [IcmpSpec()])
+    probes: list[Probe] = Field(default_factory=lambda: [IcmpSpec()], min_length=1)
     backup: Name | None = Field(None, description="another endpoint that serves as this one's backup")
-    timeout: Seconds | None = None
+    timeout: Timeout | None = None
     attempts: int | None = Field(None, ge=1, le=100)
     tags: Tags = {}
 
@@ -678,6 +703,9 @@ def _humanize(err: Any, loc: tuple[Any, ...], node: Any) -> str:
                     "and '-', "
                     "starting with a letter or digit")
         return f"{got} does not match the pattern {ctx.get('pattern')}"
+    if kind == "too_short":
+        return (f"needs at least {ctx.get('min_length', 1)} entry; an endpoint without probes "
+                "would never be checked")
     if kind == "string_too_long":
         return f"text longer than {ctx.get('max_length')} characters"
     if kind == "string_too_short":

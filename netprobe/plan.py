@@ -48,8 +48,10 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
     for name, ep in cfg.endpoints.items():
         if not want(name):
             continue
-        ep_attempts = ep.attempts or attempts
-        ep_timeout_s = ep.timeout if ep.timeout is not None else timeout_s
+        # the command line beats the endpoint's own setting, which beats the defaults
+        ep_attempts = opts.attempts or ep.attempts or d.attempts
+        ep_timeout_s = (opts.timeout_s if opts.timeout_s is not None
+                        else ep.timeout if ep.timeout is not None else d.timeout)
         common = dict(address=ep.address, host=ep.host, attempts=ep_attempts,
                       timeout_s=ep_timeout_s, interval_s=interval_s)
         traced = False

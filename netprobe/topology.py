@@ -141,7 +141,10 @@ def topology_from_report(report: dict[str, Any], source: str) -> Topology:
                             "it was made with: --config CONFIG")
     try:
         config = Config.model_validate(embedded)
+        return build_topology(config, source=source)
     except ValidationError as exc:
         raise NetprobeError(f"{source}: the embedded topology is damaged ({exc.error_count()} "
                             "problems); pass the config with --config CONFIG") from None
-    return build_topology(config, source=source)
+    except KeyError as exc:  # a name the cross-checks would have refused
+        raise NetprobeError(f"{source}: the embedded topology is damaged (no component "
+                            f"{exc}); pass the config with --config CONFIG") from None

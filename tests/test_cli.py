@@ -194,3 +194,35 @@ def test_schema_is_json_schema_and_validate_reports_the_audit():
     assert body["valid"] and body["counts"]["lines"] >= 2
     assert result.exit_code == {"ok": 0, "warning": 1, "critical": 2}[body["status"]]
     assert any(f["kind"] == "shared_risk" for f in body["findings"])
+
+
+def test_a_bad_history_path_is_refused_before_probing_and_nothing_is_written(tmp_path):
+    config = site(tmp_path, web_port=9, dns_port=9)
+    out = tmp_path / "out.json"
+    result = run("check", str(config), "-o", str(out), "--history",
+                 str(tmp_path / "no-such-dir" / "h.db"))
+    assert result.exit_code == 3 and "no-such-dir" in result.output
+    assert not out.exists()
+
+
+def test_diagnose_refuses_a_config_the_report_was_not_made_with(tmp_path, tcp_listener,
+                                                                dns_server):
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port)
+    saved = tmp_path / "run.json"
+    assert run("check", str(config), "-q", "-o", str(saved)).exit_code == 0
+    other = tmp_path / "other.yaml"
+    other.write_text("version: 1\nendpoints:\n  portal: {address: 127.0.0.1, probes: [tcp/1]}\n",
+                     encoding="utf-8")
+    result = run("diagnose", str(saved), "--config", str(other))
+    assert result.exit_code == 3 and "portal/tcp/1" in result.output
+
+
+def test_command_line_overrides_beat_an_endpoints_own_settings(tmp_path):
+    from netprobe.config import load_topology
+    from netprobe.plan import PlanOptions, build_plan
+
+    path = tmp_path / "s.yaml"
+    path.write_text("version: 1\nendpoints:\n  e: {address: 127.0.0.1, timeout: 5s, attempts: 10,"
+                    " probes: [tcp/1]}\n", encoding="utf-8")
+    (task,) = build_plan(load_topology(str(path)), PlanOptions(attempts=1, timeout_s=0.5))
+    assert (task.attempts, task.timeout_s) == (1, 0.5)

@@ -412,3 +412,20 @@ def test_schema_and_loader_agree_on_probe_forms(tmp_path, probe):
     target = tmp_path / "site.yaml"
     target.write_text(yaml.safe_dump(doc), encoding="utf-8")
     assert len(load_config(target).endpoints["x"].probes) == 1
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("version: 1\ndefaults: {timeout: 0}\n",
+     "site.yaml:2:21: defaults.timeout: timeout 0 leaves no time for an answer: use at least 1ms"),
+    ("version: 1\nendpoints:\n  e: {address: 192.0.2.1, probes: []}\n",
+     "site.yaml:3:35: endpoints.e.probes: needs at least 1 entry; an endpoint without probes "
+     "would never be checked"),
+    ('version: 1\nendpoints:\n  e: {address: 192.0.2.1, probes: [dns: {query: "a..b"}]}\n',
+     "site.yaml:3:49: endpoints.e.probes[0].dns.query: 'a..b' is not a DNS name "
+     "(A DNS label is empty.)"),
+])
+def test_values_that_would_make_a_run_lie_are_refused_at_load(tmp_path, monkeypatch, text,
+                                                              expected):
+    # a zero timeout discards every reply (everything "down"); no probes means never
+    # checked; a bad query name would fail only at run time
+    assert problems(tmp_path, monkeypatch, text) == [expected]
