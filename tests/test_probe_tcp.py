@@ -278,3 +278,18 @@ def test_routing_loop_is_ttl_exceeded(routed_lab: RoutedLab) -> None:
     assert result.notices and all(n.type == 11 for n in result.notices)
     assert {n.source for n in result.notices} <= {L.ROUTER4, "198.18.2.1", L.SERVER4}
     assert "loop" in result.message
+
+
+def test_our_own_host_refusing_to_send_is_not_measured_not_unreachable() -> None:
+    # e.g. an IPv6 target on a host without IPv6: socket() fails with EAFNOSUPPORT
+    import errno
+
+    from netprobe.probes.tcp import _failed, summarize
+
+    task = ProbeTask(id="e/tcp/443", kind="tcp", target="e/tcp/443", address="2001:db8::10",
+                     port=443, attempts=3)
+    for err in (errno.EAFNOSUPPORT, errno.EPERM, errno.ENETUNREACH):
+        result = summarize(task, [_failed(err, local=True)] * 3, 0.0, 0.0)
+        assert result.error is ProbeError.NO_ROUTE and not result.measured, err
+    # the same errno from the network (a router's answer) is a measurement
+    assert summarize(task, [_failed(errno.ENETUNREACH, local=False)] * 3, 0.0, 0.0).measured

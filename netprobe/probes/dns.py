@@ -41,6 +41,7 @@ import dns.rdatatype
 from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
 from netprobe.probes.interface import ProbeContext, ProbeTask
 from netprobe.probes.tcp import (
+    LOCAL_REFUSAL_ERRNOS,
     LOCAL_RESOURCE_ERRNOS,
     NOT_SENT,
     enable_recverr,
@@ -237,8 +238,8 @@ def _failed(exc: OSError, *, local: bool, tcp_fallback: bool = False,
     if local and err in LOCAL_RESOURCE_ERRNOS:
         return Attempt(outcome=NOT_SENT, errno_name=errno.errorcode.get(err, str(err)))
     outcome = _ERRNO_OUTCOMES.get(err, ProbeError.UNREACHABLE)
-    if local and err == errno.ENETUNREACH:
-        outcome = ProbeError.NO_ROUTE
+    if local and (err == errno.ENETUNREACH or err in LOCAL_REFUSAL_ERRNOS):
+        outcome = ProbeError.NO_ROUTE  # nothing left this host: not measured
     if notices and all(is_time_exceeded(n) for n in notices):
         outcome = ProbeError.TTL_EXCEEDED  # the kernel says EHOSTUNREACH; the ICMP says loop
     return Attempt(outcome=outcome.value, tcp_fallback=tcp_fallback,

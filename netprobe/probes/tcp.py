@@ -56,6 +56,11 @@ _ERRNO_OUTCOMES: dict[int, ProbeError] = {
     errno.EPERM: ProbeError.UNREACHABLE,  # our own firewall dropped the SYN
 }
 
+# Our own host refusing to send at all (no IPv6 on this host, our own firewall):
+# nothing left the machine, so, like ENETUNREACH from
+# connect() itself, it is "could not measure", never evidence about the target.
+LOCAL_REFUSAL_ERRNOS = frozenset({errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.EPERM})
+
 # Errors of our own host running out of something: the attempt was never sent,
 # so it is no evidence about the network ("could not measure").
 NOT_SENT = "not_sent"
@@ -191,6 +196,8 @@ def _failed(err: int | None, *, local: bool,
     if local and err in LOCAL_RESOURCE_ERRNOS:
         return Attempt(outcome=NOT_SENT, errno_name=name)
     outcome = _ERRNO_OUTCOMES.get(err, ProbeError.UNREACHABLE)
+    if local and err in LOCAL_REFUSAL_ERRNOS:
+        outcome = ProbeError.NO_ROUTE  # our own host would not send it: not measured
     if outcome is ProbeError.NO_ROUTE and (notices or not local):
         outcome = ProbeError.UNREACHABLE  # a router's net-unreachable, not our table
     if notices and all(is_time_exceeded(n) for n in notices):
