@@ -16,6 +16,7 @@ import gc
 import resource
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,15 +151,33 @@ def _preflight(tasks: list[ProbeTask]) -> dict[str, str]:
 
 
 async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float) -> dict[str, str | Exception]:
+    """Resolve each host name once, bounded by `timeout_s`.
+
+    Each lookup runs in a daemon thread: a resolver that hangs (a dead name
+    server during an outage) is abandoned at the timeout, where asyncio's own
+    executor would keep the process alive until glibc gives up.
+    """
     loop = asyncio.get_running_loop()
     hosts = sorted({t.host for t in tasks if t.host and not t.address})
 
-    async def one(host: str) -> str | Exception:
+    def lookup(host: str, answer: asyncio.Future) -> None:
         try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout_s)
-        except (OSError, TimeoutError) as exc:
+            result: list | OSError = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            result = exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(result))
+
+    async def one(host: str) -> str | Exception:
+        answer: asyncio.Future = loop.create_future()
+        threading.Thread(target=lookup, args=(host, answer), daemon=True,
+                         name=f"resolve {host}").start()
+        try:
+            infos = await asyncio.wait_for(answer, timeout_s)
+        except TimeoutError as exc:
             return exc
+        if isinstance(infos, OSError):
+            return infos
         # Prefer IPv4 when both exist: it is what most of these networks still run.
         infos.sort(key=lambda i: 0 if i[0] == socket.AF_INET else 1)
         return str(infos[0][4][0])

@@ -205,3 +205,24 @@ def test_a_probe_that_overruns_its_budget_is_a_bug_not_a_timeout_and_the_run_goe
     assert "overran its time budget" in stuck.message
     assert ev.by_id()["fine/b"].outcome == Outcome.OK
     assert time.monotonic() - t0 < 10  # the phase watchdog, not the run deadline
+
+
+def test_a_hanging_resolver_is_abandoned_at_its_timeout(monkeypatch):
+    # a dead name server: getaddrinfo blocks for a long time; the run (and the
+    # process) must not wait for it. No lookup leaves this process.
+    import subprocess
+    import sys
+
+    code = """
+import socket, time, asyncio
+from netprobe.executor import RunOptions, run
+from netprobe.probes import ProbeTask
+socket.getaddrinfo = lambda *a, **k: time.sleep(30)
+t = ProbeTask(id="w/tcp/1", kind="tcp", target="w/tcp/1", address=None, host="w.example", port=1)
+ev = run([t], RunOptions(resolve_timeout_s=0.5))
+print(ev.results[0].error)
+"""
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=25)
+    assert out.stdout.strip() == "resolve_error", out.stderr
+    assert time.monotonic() - t0 < 10
