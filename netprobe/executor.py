@@ -55,9 +55,10 @@ class NullProgress:
         pass
 
 
-def task_budget_s(task: ProbeTask) -> float:
+def task_budget_s(task: ProbeTask, attempts: int | None = None) -> float:
     """The longest a well-behaved probe of this task may take, plus slack."""
-    return task.attempts * task.interval_s + task.timeout_s * (2 if task.kind == "trace" else 1) + 1.0
+    n = task.attempts if attempts is None else attempts
+    return n * task.interval_s + task.timeout_s * (2 if task.kind == "trace" else 1) + 1.0
 
 
 def packets_of(task: ProbeTask) -> int:
@@ -106,8 +107,7 @@ def phase_budget_s(tasks: list[ProbeTask], options: RunOptions, confirm: bool) -
     times the waves the concurrency limit makes, plus the rate limit's pacing."""
     slowest = max(task_budget_s(t) for t in tasks)
     if confirm and options.confirm_attempts > 0:
-        slowest += max(task_budget_s(dataclasses.replace(t, attempts=options.confirm_attempts))
-                       for t in tasks)
+        slowest += max(task_budget_s(t, options.confirm_attempts) for t in tasks)
     waves = len(tasks) / max(1, options.concurrency)
     pacing = sum(packets_of(t) for t in tasks) / options.rate_pps if options.rate_pps > 0 else 0.0
     return slowest * max(1.0, waves) + pacing
