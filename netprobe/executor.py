@@ -254,20 +254,25 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             return not_measured(t.id, t.kind, t.target, t.address, ProbeError.INTERNAL,
                                 f"internal error in the {t.kind} probe: {exc!r}")
 
-    async def measure_and_confirm(t: ProbeTask) -> None:
-        result = await measure(t)
+    async def confirm(t: ProbeTask, result: ProbeResult) -> ProbeResult:
         if needs_confirmation(result, opts) and probe_phase(t.kind) == 0:
             again = await measure(dataclasses.replace(t, attempts=opts.confirm_attempts))
-            result = merge_confirmation(result, again)
-        settle(result)
+            return merge_confirmation(result, again)
+        return result
 
     async def guarded(t: ProbeTask, batch_done: asyncio.Event, left: list[int]) -> None:
         try:
-            if unbounded:
-                await measure_and_confirm(t)
+            if unbounded:  # no semaphore to pass: at 10,000 probes it is measurable
+                result = await measure(t)
+                if result.error is not None:
+                    result = await confirm(t, result)
             else:
                 async with semaphore:
-                    await measure_and_confirm(t)
+                    result = await measure(t)
+                if result.error is not None:
+                    async with semaphore:
+                        result = await confirm(t, result)
+            settle(result)
         finally:
             left[0] -= 1
             if left[0] == 0:
