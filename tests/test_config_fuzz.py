@@ -13,7 +13,11 @@ import contextlib
 import copy
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -301,14 +305,34 @@ def test_a_device_file_is_read_only_up_to_the_cap():
 
 
 def test_unreadable_file(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("needs a non-root user: root reads a mode-0 file anyway")
     path = write(tmp_path, EXAMPLE_TEXT)
     path.chmod(0)
     try:
-        assert outcome(path) == [f"{path}: cannot read the file: Permission denied"]
+        if os.geteuid() != 0:
+            assert outcome(path) == [f"{path}: cannot read the file: Permission denied"]
+            return
+        # root reads a mode-0 file anyway: ask as nobody, in a child process
+        if shutil.which("setpriv") is None:
+            pytest.skip("as root this needs util-linux `setpriv` to drop to nobody")
+        # in a directory the user `nobody` can enter, so only the file's own mode refuses
+        shared = Path(tempfile.mkdtemp(prefix="netprobe-unreadable-"))
+        shared.chmod(0o755)
+        path = write(shared, EXAMPLE_TEXT)
+        path.chmod(0)
+        code = ("import sys\nfrom netprobe.config import load_config\nfrom netprobe.errors "
+                "import ConfigError\ntry:\n    load_config(sys.argv[1])\nexcept ConfigError as e:"
+                "\n    print(e.problems[0])\n")
+        proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                               sys.executable, "-c", code, str(path)],
+                              capture_output=True, text=True, timeout=60)
+        try:
+            assert proc.stdout.strip() == f"{path}: cannot read the file: Permission denied", \
+                proc.stderr
+        finally:
+            shutil.rmtree(shared)
     finally:
-        path.chmod(0o644)
+        if path.exists():
+            path.chmod(0o644)
 
 
 def test_every_prefix_of_the_example(tmp_path):
