@@ -19,7 +19,6 @@ An attempt ends in one of:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import ipaddress
 import socket
@@ -51,6 +50,7 @@ from netprobe.probes.tcp import (
     read_icmp_errors,
     same_address,
     sockaddr_for,
+    split_sent,
 )
 
 OK = "ok"
@@ -255,13 +255,9 @@ def summarize(task: ProbeTask, server: str, port: int, attempts: list[Attempt],
     Attempts our own host could not send are left out of `sent`; when none
     was sent the result is "not measured", never "down".
     """
-    unsent = [a for a in attempts if a.outcome == NOT_SENT]
-    attempts = [a for a in attempts if a.outcome != NOT_SENT]
-    if not attempts:
-        return dataclasses.replace(
-            not_measured(task.id, task.kind, task.target, task.address, ProbeError.INTERNAL,
-                         not_sent_message([a.errno_name or "?" for a in unsent])),
-            started_at=started_at, duration_s=duration_s)
+    attempts, unsent, nothing_sent = split_sent(task, attempts, started_at, duration_s)
+    if nothing_sent is not None:
+        return nothing_sent
     attempts = [from_a_firewall(a, server) for a in attempts]
     notices = tuple(dict.fromkeys(n for a in attempts for n in a.notices))
     rtts = tuple(a.rtt_ms for a in attempts if a.outcome == OK and a.rtt_ms is not None)

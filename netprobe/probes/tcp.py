@@ -74,6 +74,20 @@ def not_sent_message(errno_names: list[str]) -> str:
             f"raise the open-file limit (ulimit -n) or lower the concurrency")
 
 
+def split_sent(task: ProbeTask, attempts: list, started_at: float,
+               duration_s: float) -> tuple[list, list, ProbeResult | None]:
+    """(attempts that left this host, those that did not, and, when none left,
+    the "not measured" result that says why: nothing was asked of the network)."""
+    sent = [a for a in attempts if a.outcome != NOT_SENT]
+    unsent = [a for a in attempts if a.outcome == NOT_SENT]
+    if sent:
+        return sent, unsent, None
+    why = not_sent_message([a.errno_name or "?" for a in unsent])
+    return [], unsent, dataclasses.replace(
+        not_measured(task.id, task.kind, task.target, task.address, ProbeError.INTERNAL, why),
+        started_at=started_at, duration_s=duration_s)
+
+
 def is_time_exceeded(notice: IcmpNotice) -> bool:
     """ICMP time-exceeded (type 11) or ICMPv6 hop-limit-exceeded (type 3): a routing loop."""
     return notice.type == (3 if ":" in notice.source else 11)
@@ -249,13 +263,9 @@ def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float,
     was sent the result is "not measured", never "down".
     """
     address = task.address or ""
-    unsent = [a for a in attempts if a.outcome == NOT_SENT]
-    attempts = [a for a in attempts if a.outcome != NOT_SENT]
-    if not attempts:
-        return dataclasses.replace(
-            not_measured(task.id, task.kind, task.target, task.address, ProbeError.INTERNAL,
-                         not_sent_message([a.errno_name or "?" for a in unsent])),
-            started_at=started_at, duration_s=duration_s)
+    attempts, unsent, nothing_sent = split_sent(task, attempts, started_at, duration_s)
+    if nothing_sent is not None:
+        return nothing_sent
     attempts = [from_a_firewall(a, address) for a in attempts]
     rtts = tuple(a.rtt_ms for a in attempts if a.rtt_ms is not None)
     notices = tuple(dict.fromkeys(n for a in attempts for n in a.notices))
