@@ -297,7 +297,7 @@ def routed_lab() -> Iterator[RoutedLab]:
             p = subprocess.Popen(["ip", "netns", "exec", s, sys.executable, *argv],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             lab.processes.append(p)
-            stack.callback(_stop_process, p)
+            stack.callback(stop_process, p)
             _wait_for_line(p, ready)
 
         # Bounded lifetimes: the daemons end by themselves even if teardown never runs.
@@ -330,7 +330,8 @@ def _wait_for_ipv6_addresses(namespaces: tuple[str, ...], timeout_s: float = 5.0
     raise RuntimeError(f"IPv6 addresses still tentative after {timeout_s} s in {namespaces}")
 
 
-def _stop_process(p: subprocess.Popen) -> None:
+def stop_process(p: subprocess.Popen) -> None:
+    """End a test's child process (politely, then not) and close its pipes."""
     if p.poll() is None:
         p.terminate()
         try:

@@ -16,7 +16,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
-from conftest import LOOPBACK
+from conftest import LOOPBACK, stop_process
 
 from netprobe.lab.dns_server import DnsServer, build_zone, parse_record
 
@@ -186,11 +186,7 @@ def test_cli_serves_until_sigterm() -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc)
 
 
 def test_cli_switches_and_max_seconds_bound() -> None:
@@ -202,11 +198,7 @@ def test_cli_switches_and_max_seconds_bound() -> None:
         assert response.rcode() == dns.rcode.SERVFAIL
         assert proc.wait(5) == 0  # ends by itself: a lab daemon never outlives its bound
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc)
 
 
 def test_cli_rejects_bad_records_and_busy_ports() -> None:

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 
-from conftest import LOOPBACK
+from conftest import LOOPBACK, stop_process
 
 from netprobe.lab.listeners import BackgroundLoop, TcpListener, start_tcp_listener
 
@@ -58,11 +58,7 @@ def test_cli_listens_on_every_port_until_sigterm() -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        proc.stdout.close()
-        proc.stderr.close()
+        stop_process(proc)
 
 
 def test_cli_ends_by_itself_after_max_seconds() -> None:
