@@ -77,6 +77,10 @@ class _Group:
             return f"{describe(comp)} {verb}"
         return f"{describe(comp)}: {self.states[line].reason}" if line in self.states else line
 
+    def lines_text(self, first: str, others: list[str]) -> str:
+        """Each line's observed state, first the given one, as a summary's opening."""
+        return "".join(f"{self.line_text(line)}; " for line in (first, *others))
+
     def voters(self, line: str) -> list[str]:
         return list(dict.fromkeys(v.endpoint for v in self.act.votes if v.line == line))
 
@@ -174,7 +178,7 @@ def _with_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, State],
             moved = (f"it did not move to {either(others)}" if others else
                      f"no standby line is known to be up ({names(unmeasured)} could not be "
                      "checked)" if unmeasured else "no standby line is up")
-            summary = (f"{c.line_text(pref)}; " + "".join(f"{c.line_text(s)}; " for s in standbys)
+            summary = (c.lines_text(pref, standbys)
                        + f"{to} still goes via {pref} (trace shows {hop}): {moved}.")
             return (Verdict.FAILOVER_FAILED, f"{pref} is down but the traces still show its hop {hop}",
                     active, [finding(Severity.CRITICAL, FindingKind.FAILOVER_FAILED, summary, eps)])
@@ -260,8 +264,7 @@ def _without_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, Stat
                                    if v.lines == (pref,) and v.endpoint in failed_targets))
         if stuck:
             moved = [t for t in ok_targets if t not in stuck]
-            summary = (f"{c.line_text(pref)}; "
-                       + "".join(f"{c.line_text(s)}; " for s in standbys)
+            summary = (c.lines_text(pref, standbys)
                        + f"traffic to {names(stuck)} still goes via {pref} and gets no answer"
                        + (f", while {names(moved)} answer{'s' if len(moved) == 1 else ''} "
                           "over a standby line: the failover is partial." if moved else "."))
@@ -269,16 +272,14 @@ def _without_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, Stat
                     f"still goes via it", None,
                     [finding(Severity.CRITICAL, FindingKind.FAILOVER_FAILED, summary, stuck)])
         if c.traffic_ok and alive_sb:
-            summary = (f"{c.line_text(pref)}; "
-                       + "".join(f"{c.line_text(s)}; " for s in standbys)
+            summary = (c.lines_text(pref, standbys)
                        + f"{names(ok_targets)} behind {g.name} still answer{'s' if len(ok_targets) == 1 else ''}, "
                        f"so traffic runs on a standby line ({why}).")
             return (Verdict.FAILED_OVER, f"{pref} is down and traffic behind the group still "
                     f"flows, so it is on a standby line; {why}", None,
                     [finding(Severity.WARNING, FindingKind.FAILED_OVER, summary, ok_targets), *extra])
         if c.traffic_failed and healthy_sb:
-            summary = (f"{c.line_text(pref)}; "
-                       + "".join(f"{c.line_text(s)}; " for s in standbys)
+            summary = (c.lines_text(pref, standbys)
                        + f"{names(failed_targets)} behind {g.name} do{'es' if len(failed_targets) == 1 else ''} "
                        f"not answer: traffic did not move to {either(healthy_sb)}.")
             return (Verdict.FAILOVER_FAILED, f"{pref} is down, {either(healthy_sb)} is up, and "
