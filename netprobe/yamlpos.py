@@ -167,6 +167,8 @@ def parse_yaml(text: str) -> ParsedYaml:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "invalid YAML"
+        if "nesting depth" in what:  # PyYAML >= 6.0.3 caps flow nesting itself, below our cap's reach
+            raise YamlError(_mark(mark) if mark else None, f"nested deeper than {MAX_DEPTH} levels") from None
         context = f" ({exc.context})" if exc.context and exc.problem else ""
         raise YamlError(_mark(mark) if mark else None, f"not valid YAML: {what}{context}") from None
     except yaml.reader.ReaderError as exc:
