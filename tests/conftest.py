@@ -6,7 +6,8 @@ names start with `npt-` and carry the pid, so parallel runs never touch each
 other's.
 
 Tests marked `root` or `lab` are skipped by capability (euid 0; for `lab` also
-`ip` and `nft`), with a reason that names what is missing.
+`ip` and `nft`), and `icmp` ones when no ICMP socket can be opened, with a
+reason that names what is missing.
 """
 
 from __future__ import annotations
@@ -48,6 +49,22 @@ IS_ROOT = os.geteuid() == 0
 HAS_IP = shutil.which("ip") is not None
 HAS_NFT = shutil.which("nft") is not None
 
+
+
+def _can_send_icmp() -> bool:
+    """Whether this process may open an ICMP socket: raw (root, CAP_NET_RAW) or
+    datagram (`net.ipv4.ping_group_range` admits our group)."""
+    for kind in (socket.SOCK_RAW, socket.SOCK_DGRAM):
+        try:
+            socket.socket(socket.AF_INET, kind, socket.IPPROTO_ICMP).close()
+            return True
+        except OSError:
+            continue
+    return False
+
+
+CAN_ICMP = _can_send_icmp()
+
 requires_root = pytest.mark.skipif(
     not IS_ROOT, reason="needs root (euid 0) for network namespaces and raw sockets")
 requires_ip = pytest.mark.skipif(not HAS_IP, reason="needs the `ip` command (iproute2)")
@@ -57,6 +74,9 @@ requires_nft = pytest.mark.skipif(not HAS_NFT, reason="needs the `nft` command (
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip `root`/`lab` tests by capability, naming what is missing."""
     marks = {m.name for m in item.iter_markers()}
+    if "icmp" in marks and not CAN_ICMP:
+        pytest.skip("needs an ICMP socket: root, CAP_NET_RAW, or net.ipv4.ping_group_range "
+                    f"admitting gid {os.getgid()}")
     if marks & {"root", "lab"} and not IS_ROOT:
         pytest.skip(f"needs root (euid 0); running as euid {os.geteuid()}")
     if "lab" in marks:

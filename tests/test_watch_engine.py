@@ -93,6 +93,7 @@ def test_plan_has_one_lane_per_probe_and_the_groups_behind(tmp_path, listening,
     assert g.failback == "manual"
 
 
+@pytest.mark.icmp
 def test_cycles_run_on_a_fixed_schedule_and_record_every_lane(tmp_path, listening,
                                                              closed_tcp_port):
     port = listening.getsockname()[1]
