@@ -5,15 +5,32 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 NP     := $(BIN)/netprobe
 
-.PHONY: install test test-fast lint demo demo-local lab-up lab-down bench bench-icmp bench-history clean
+.PHONY: install lock deps-check test test-fast lint demo demo-local lab-up lab-down bench bench-icmp bench-history clean
 
 install: $(BIN)/netprobe
 
-$(BIN)/netprobe: pyproject.toml
+# Pinned: constraints.txt fixes every dependency (and theirs) to versions the
+# suite passed with; pyproject.toml keeps ranges for people who use the library.
+$(BIN)/netprobe: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[test]'
 	@touch $@
+
+# Re-pin constraints.txt to the newest versions pyproject.toml allows.
+lock: install
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --upgrade \
+	  --custom-compile-command "make lock" -q -o constraints.txt
+
+# The scheduled-style check: a throw-away venv with the newest versions the
+# ranges allow (no constraints), and the suite without the lab on it. When this
+# fails and `make test` passes, a new release broke us: cap the range or fix.
+deps-check:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install --quiet -e '.[test]'
+	.venv-latest/bin/pip freeze --exclude-editable > .venv-latest/versions.txt
+	.venv-latest/bin/pytest -q -p no:cacheprovider -m "not lab"
 
 # The whole suite. Tests that need root or the namespace lab skip themselves
 # (with the reason) when run unprivileged; CI runs as root and runs them all.
@@ -51,4 +68,4 @@ bench-history: install
 	$(BIN)/python bench/history_bench.py --runs 100000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .venv-latest .pytest_cache .ruff_cache .hypothesis build *.egg-info
