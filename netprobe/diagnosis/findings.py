@@ -816,7 +816,11 @@ def _not_measured_findings(topology: Topology, assessed: dict[str, Assessment],
     for r in evidence.results:
         if r.measured or r.target not in assessed:
             continue
-        if assessed[r.target].state.state != State.UNKNOWN or r.kind == "trace":
+        if r.kind == "trace":
+            continue
+        # A missing privilege is reported even where other probes showed the component
+        # up: the operator asked for this measurement, and the fix is one command away.
+        if assessed[r.target].state.state != State.UNKNOWN and r.error != ProbeError.PERMISSION:
             continue
         if r.error == ProbeError.NO_ROUTE:
             # one cause, whatever the address or probe kind: this host's own routing

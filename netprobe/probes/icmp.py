@@ -101,14 +101,16 @@ class _NoPrivilege(Exception):
 
 
 def permission_message() -> str:
-    python = os.path.realpath(sys.executable)
+    venv_bin = os.path.dirname(sys.executable)
     return (
         "ICMP probes need a raw socket or an unprivileged ICMP socket, and this process "
         "may open neither, so no ICMP probe was sent (their results are 'not measured', "
-        "not 'down'). Fix one of: run netprobe as root; give the Python interpreter the "
-        f"capability with `sudo setcap cap_net_raw+ep {python}`; or let every group open "
-        "unprivileged ICMP sockets with "
-        "`sudo sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"`."
+        "not 'down'). Fix one of: run netprobe as root; let unprivileged users ping with "
+        "`sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"` (as root; persist it in "
+        "/etc/sysctl.d); or give CAP_NET_RAW to a dedicated copy of the interpreter, never "
+        f"the system-wide one: `cp \"$(readlink -f {venv_bin}/python)\" {venv_bin}/python-netraw "
+        f"&& setcap cap_net_raw+ep {venv_bin}/python-netraw` (as root), then run "
+        f"`{venv_bin}/python-netraw -m netprobe`."
     )
 
 

@@ -70,9 +70,10 @@ UNREACHABLE_CODES = {0: "net unreachable", 1: "host unreachable", 2: "protocol u
                      10: "host prohibited", 13: "administratively prohibited"}
 
 PERMISSION_MESSAGE = (
-    "trace needs raw sockets (CAP_NET_RAW): run netprobe as root (sudo), or give the "
-    "interpreter the capability once: sudo setcap cap_net_raw+ep \"$(readlink -f {python})\"; "
-    "or skip traces with --no-trace")
+    "trace needs raw sockets (CAP_NET_RAW): run netprobe as root, or give the capability "
+    "to a dedicated copy of the interpreter (never the system-wide one): "
+    "cp \"$(readlink -f {python})\" {python}-netraw && setcap cap_net_raw+ep {python}-netraw, "
+    "then run {python}-netraw -m netprobe; or skip traces with --no-trace")
 
 
 def _scapy() -> Any:
