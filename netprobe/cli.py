@@ -34,6 +34,44 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from netprobe import __version__
+
+        typer.echo(f"netprobe {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", help="Print netprobe's version and exit.", is_eager=True,
+        callback=_show_version)] = False) -> None:
+    pass
+
+
+def _plain_argument_help() -> None:
+    """Help shows an argument as its metavar alone (`CONFIG`), not `CONFIG <path>`:
+    newer typer appends the Python type to arguments even when a metavar is set."""
+    arg_cls = getattr(typer.core, "TyperArgument", None)
+    original = getattr(arg_cls, "display_type_rich", None)
+    if original is not None:
+        def display_type_rich(self: Any, ctx: Any) -> str | None:
+            return None if self.metavar else original(self, ctx)
+
+        arg_cls.display_type_rich = display_type_rich
+    usage = getattr(arg_cls, "_usage_display_name", None)
+    if usage is not None:  # `check CONFIG`, as man pages write it, not `check {CONFIG}`
+        def usage_display_name(self: Any) -> str:
+            name = usage(self)
+            return name[1:-1] if name.startswith("{") and name.endswith("}") else name
+
+        arg_cls._usage_display_name = usage_display_name
+
+
+_plain_argument_help()
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -146,6 +184,8 @@ def _check_outputs(fmt: str, outputs: list[Path]) -> None:
             f"--format {fmt}: unknown format; use one of {', '.join(f.value for f in Format)}"
         ) from None
     for path in outputs:
+        if path.is_dir():
+            raise NetprobeError(f"-o {path}: is a directory; name a file in it, e.g. -o {path / 'report.json'}")
         format_for_path(path)
         parent = path.resolve().parent
         if not parent.is_dir():
@@ -240,7 +280,7 @@ def check(
 @handles_errors
 def validate(
     config: ConfigArg,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table or json.")] = "table",
 ) -> None:
     """Load and check the config, and audit its redundancy (shared carriers, routers, sites).
 
@@ -294,9 +334,10 @@ def schema() -> None:
 @handles_errors
 def diagnose(
     run_json: Annotated[Path, typer.Argument(
-        help="A JSON report saved by `netprobe check -o run.json`.", show_default=False)],
+        help="A JSON report saved by `netprobe check -o run.json`.", metavar="RUN.json",
+        show_default=False)],
     config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Use this config instead of the one embedded in the report.",
+        "--config", "-c", metavar="CONFIG", help="Use this config instead of the one embedded in the report.",
         show_default=False)] = None,
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
@@ -349,10 +390,10 @@ def diagnose(
 @handles_errors
 def history(
     db: Annotated[Path, typer.Argument(help="SQLite database written by `check --history`.",
-                                       show_default=False)],
+                                       metavar="DB", show_default=False)],
     since: Annotated[str | None, typer.Option(
-        "--since", help="Only runs in this window, e.g. 24h or 7d.", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or md.")] = "table",
+        "--since", metavar="WINDOW", help="Only runs in this window, e.g. 24h or 7d.", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table, json or md.")] = "table",
 ) -> None:
     """Availability, incidents, time to recover and failovers from stored runs."""
     from netprobe.history import render_history, summarize
@@ -371,24 +412,24 @@ def history(
 def watch(
     config: ConfigArg,
     interval: Annotated[str, typer.Option(
-        "--interval", help="Time between probe cycles (e.g. 200ms); each probe's timeout is "
+        "--interval", metavar="DURATION", help="Time between probe cycles (e.g. 200ms); each probe's timeout is "
         "at most 0.8 of it, and a slow cycle skips slots rather than queueing.")] = "200ms",
     duration: Annotated[str, typer.Option(
-        "--duration", help="Longest the drill runs (e.g. 5m); Ctrl-C ends it sooner.")] = "5m",
+        "--duration", metavar="DURATION", help="Longest the drill runs (e.g. 5m); Ctrl-C ends it sooner.")] = "5m",
     until_stable: Annotated[bool, typer.Option(
         "--until-stable", help="Stop once, after at least one change, nothing has changed "
         "for the settle window (bounded by --duration).")] = False,
     settle: Annotated[str | None, typer.Option(
-        "--settle", help="Settle window for --until-stable (default: 5s or ten intervals, "
+        "--settle", metavar="DURATION", help="Settle window for --until-stable (default: 5s or ten intervals, "
         "whichever is longer).", show_default=False)] = None,
     failover_window: Annotated[str, typer.Option(
-        "--failover-window", help="How long the preferred line may be down before traffic "
+        "--failover-window", metavar="DURATION", help="How long the preferred line may be down before traffic "
         "that has not moved counts as a failed failover.")] = "10s",
     failback_window: Annotated[str, typer.Option(
-        "--failback-window", help="How long the preferred line may be back before traffic "
+        "--failback-window", metavar="DURATION", help="How long the preferred line may be back before traffic "
         "not returned counts against an auto failback policy.")] = "60s",
     output: Annotated[list[Path] | None, typer.Option(
-        "--output", "-o", help="Write the drill: .json (timeline, events, summary), .svg or "
+        "--output", "-o", metavar="FILE", help="Write the drill: .json (timeline, events, summary), .svg or "
         ".html (the picture). Repeat for several. Written atomically.",
         show_default=False)] = None,
     fail_on: FailOnOpt = "warning",

@@ -5,6 +5,7 @@ run as any user)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -166,6 +167,27 @@ def test_unknown_output_extension_is_refused_before_probing(tmp_path):
     result = run("check", str(config), "-o", str(tmp_path / "report.docx"))
     assert result.exit_code == 3 and ".json" in result.output
     assert list(tmp_path.iterdir()) == [config]
+
+
+def test_output_naming_a_directory_is_refused_before_probing(tmp_path, tcp_listener):
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=9)
+    (tmp_path / "out.json").mkdir()
+    for target in (tmp_path / "out.json", tmp_path):
+        result = run("check", str(config), "-o", str(target))
+        assert result.exit_code == 3 and "is a directory" in result.output, result.output
+    assert tcp_listener.accepted == 0  # refused before any packet
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "site.yaml"]
+
+
+def test_version_and_help_read_as_words():
+    proc = subprocess.run([sys.executable, "-m", "netprobe", "--version"], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.strip() == "netprobe 0.1.0"
+    for command in ("check", "validate", "diagnose", "history", "watch", "demo"):
+        text = run(command, "--help").output
+        # a Python type in angle brackets (`<str>`, `<list[Path]>`); ranges like 1<=x stay
+        assert not re.search(r"<[a-z][\w\[\] ]*>", text), f"{command}: {text}"
+        assert "{" not in text.splitlines()[0], text
 
 
 def test_missing_file_and_bad_option_values_exit_3(tmp_path):
