@@ -164,7 +164,7 @@ class Thresholds(Frozen):
 
 class Defaults(Frozen):
     timeout: Timeout = Field(1.0, description="per attempt")
-    attempts: int = Field(3, ge=1, le=100, description="packets or tries per probe")
+    attempts: int = Field(3, strict=True, ge=1, le=100, description="packets or tries per probe")
     interval: Seconds = Field(0.2, description="between the attempts of one probe")
     thresholds: Thresholds = Thresholds()
 
@@ -189,7 +189,7 @@ class Line(Frozen):
     far_end: Address = Field(description="the carrier's end; probed to test this line alone")
     carrier: str | None = None
     group: Name | None = Field(None, description="redundancy group")
-    priority: int = Field(1, ge=1, le=1000, description="1 = preferred")
+    priority: int = Field(1, strict=True, ge=1, le=1000, description="1 = preferred")
     hops: list[Address] | None = Field(None, description="addresses a trace shows when this line carries traffic (default: far_end)")
     site: Name | None = Field(None, description="where the line lands (a data centre, say)")
     tags: Tags = {}
@@ -221,13 +221,13 @@ class DnsCheck(Frozen):
     type: Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "PTR", "SRV"] = "A"
     expect: list[str] | None = None
     server: Address | None = Field(None, description="default: the endpoint's address")
-    port: int = Field(53, ge=1, le=65535, description="the server's port")
+    port: int = Field(53, strict=True, ge=1, le=65535, description="the server's port")
 
 
 class TraceCheck(Frozen):
     protocol: Literal["tcp", "udp", "icmp"] = "icmp"
-    port: int | None = Field(None, ge=1, le=65535)
-    max_hops: int = Field(16, ge=1, le=64)
+    port: int | None = Field(None, strict=True, ge=1, le=65535)
+    max_hops: int = Field(16, strict=True, ge=1, le=64)
 
 
 class IcmpSpec(Frozen):
@@ -240,7 +240,7 @@ class IcmpSpec(Frozen):
 
 class TcpSpec(Frozen):
     kind: Literal["tcp"] = "tcp"
-    port: int = Field(ge=1, le=65535)
+    port: int = Field(strict=True, ge=1, le=65535)
 
     @property
     def label(self) -> str:
@@ -362,7 +362,7 @@ class Endpoint(Frozen):
     probes: list[Probe] = Field(default_factory=lambda: [IcmpSpec()], min_length=1)
     backup: Name | None = Field(None, description="another endpoint that serves as this one's backup")
     timeout: Timeout | None = None
-    attempts: int | None = Field(None, ge=1, le=100)
+    attempts: int | None = Field(None, strict=True, ge=1, le=100)
     tags: Tags = {}
 
     @model_validator(mode="after")

@@ -429,3 +429,16 @@ def test_values_that_would_make_a_run_lie_are_refused_at_load(tmp_path, monkeypa
     # a zero timeout discards every reply (everything "down"); no probes means never
     # checked; a bad query name would fail only at run time
     assert problems(tmp_path, monkeypatch, text) == [expected]
+
+
+def test_booleans_are_refused_where_numbers_are_meant(tmp_path, monkeypatch):
+    # YAML reads `yes` and `true` as booleans; pydantic's lax mode would make them 1
+    text = ("version: 1\ndefaults: {attempts: yes}\n"
+            "devices:\n  d: {address: 192.0.2.1}\n"
+            "lines:\n  a: {device: d, far_end: 192.0.2.9, group: g, priority: true}\n"
+            "endpoints:\n  e: {address: 192.0.2.5, probes: [dns: {query: a.example, port: true}]}\n")
+    assert problems(tmp_path, monkeypatch, text) == [
+        "site.yaml:2:22: defaults.attempts: expected a whole number, got yes",
+        "site.yaml:6:58: lines.a.priority: expected a whole number, got true",
+        "site.yaml:8:66: endpoints.e.probes[0].dns.port: expected a whole number, got true",
+    ]
