@@ -836,7 +836,7 @@ def _render_table(s: HistorySummary) -> str:
 
     buf = io.StringIO()
     con = Console(file=buf, width=100, color_system=None, no_color=True, highlight=False,
-                  force_terminal=False)
+                  force_terminal=False, emoji=False)
     con.print(_window_text(s), markup=False)
     sections, notes = _sections(s)
     for section in sections:

@@ -47,9 +47,11 @@ class RichProgress:
             self._bar = None
 
 
+# Text from configs and the network reaches these consoles: `:100:` in
+# `line100.yaml:100:10` must stay digits, not become an emoji, on every stream.
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def stdout_console() -> Console:
-    return Console(highlight=False, file=sys.stdout)
+    return Console(highlight=False, file=sys.stdout, emoji=False)

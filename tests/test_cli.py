@@ -248,3 +248,14 @@ def test_command_line_overrides_beat_an_endpoints_own_settings(tmp_path):
                     " probes: [tcp/1]}\n", encoding="utf-8")
     (task,) = build_plan(load_topology(str(path)), PlanOptions(attempts=1, timeout_s=0.5))
     assert (task.attempts, task.timeout_s) == (1, 0.5)
+
+
+def test_positions_stay_digits_on_stderr_never_emoji(tmp_path):
+    # rich turns `:100:` into an emoji unless told not to; line 100 of a config gives one
+    config = tmp_path / "site.yaml"
+    config.write_text("version: 1\n" + "# comment\n" * 97 + "vantage: [\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "netprobe", "validate", str(config)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 3
+    assert f"{config}:100:1: not valid YAML" in proc.stderr, proc.stderr
+    assert "\N{HUNDRED POINTS SYMBOL}" not in proc.stderr
