@@ -466,13 +466,16 @@ def demo(
     where: Annotated[str, typer.Argument(
         help="lab: the namespace lab (root): healthy, primary cut, failover frozen. "
         "local: loopback listeners, no root.", metavar="lab|local")] = "lab",
+    prefix: Annotated[str, typer.Option(
+        "--prefix", help="lab: the demo lab's namespace prefix (PREFIX-office, ...), so two "
+        "demos do not tear each other down.")] = "npdemo",
 ) -> None:
     """Run the main job end to end on targets the demo itself creates, then clean up."""
     from netprobe.demo import run_lab_demo, run_local_demo
     from netprobe.ui import stdout_console
 
     if where == "lab":
-        raise typer.Exit(run_lab_demo(stdout_console()))
+        raise typer.Exit(run_lab_demo(stdout_console(), prefix=prefix))
     if where == "local":
         raise typer.Exit(run_local_demo(stdout_console()))
     raise NetprobeError(f"demo {where}: use `netprobe demo lab` (root) or `netprobe demo local`")

@@ -70,7 +70,7 @@ def _check(console: Console, config: Path, extra: list[str], report: Path) -> di
 def run_lab_demo(console: Console, prefix: str = "npdemo") -> int:
     from netprobe.lab.lab import Lab, LabSettings
 
-    Lab.require_root()
+    Lab.require_root(prefix)
     lab = Lab(LabSettings(prefix=prefix, max_seconds=600))
     config = builtin_config("lab.yaml")
     failures: list[str] = []

@@ -239,6 +239,44 @@ def test_down_kills_the_daemons_and_is_idempotent(lab: Lab):
     assert not lab.status().is_up
 
 
+def test_down_leaves_no_state_directory(lab: Lab):
+    assert lab.state_dir.is_dir()
+    lab.down()
+    assert not lab.state_dir.exists()
+    assert lab.down() == []  # and a second one has nothing to do, creates nothing
+    assert not lab.state_dir.exists()
+
+
+def test_down_spares_a_namespace_the_lab_did_not_create(lab: Lab):
+    stranger = f"{PREFIX}-stranger"
+    subprocess.run(["ip", "netns", "add", stranger], check=True, timeout=10)
+    try:
+        assert stranger in list_netns(PREFIX)
+        assert stranger not in lab.status().namespaces
+        removed = lab.down()
+        assert sorted(removed) == sorted(lab.ns(r) for r in layout.ROLES)
+        assert list_netns(PREFIX) == [stranger]
+        lab.up()  # replacing a stale lab spares it too
+        lab_cli("down", "--prefix", PREFIX)
+        assert list_netns(PREFIX) == [stranger]
+    finally:
+        subprocess.run(["ip", "netns", "del", stranger], check=False, timeout=10)
+    assert stranger not in list_netns(PREFIX)
+
+
+def test_down_does_not_kill_a_pid_whose_start_time_differs(lab: Lab):
+    """A pid file whose pid now belongs to another process (a recycled pid)."""
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        pid_file = lab.state_dir / "pids" / "recycled.pid"
+        pid_file.write_text(f"{other.pid}\nsleep\n1\n", encoding="utf-8")
+        lab.down()
+        assert other.poll() is None and pid_alive(other.pid)
+    finally:
+        other.kill()
+        other.wait(timeout=5)
+
+
 def test_up_replaces_a_stale_lab(lab: Lab):
     old_controller = lab.controller_state()["pid"]
     lab.up()  # over the running one
@@ -282,8 +320,10 @@ def test_cli_status_exec_break_heal_down(lab: Lab):
     assert lab.active_line() == A.name
     lab_cli("down", "--prefix", PREFIX)
     assert list_netns(PREFIX) == []
+    assert not lab.state_dir.exists()
     gone = lab_cli("status", "--prefix", PREFIX, check=False)
     assert gone.returncode == 1 and "down" in gone.stdout
+    assert f"netprobe lab up --prefix {PREFIX}`" in gone.stdout  # the hint names this lab
 
 
 def test_main_cli_mounts_the_lab_commands(lab: Lab):

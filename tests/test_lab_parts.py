@@ -8,6 +8,8 @@ import ipaddress
 import json
 import os
 import struct
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -203,4 +205,13 @@ def test_every_lab_command_without_root_says_how_to_fix_it(command, monkeypatch)
     assert result.exit_code == 3, result.output
     text = " ".join(result.output.split())
     assert "needs root" in text and "sudo" in text and "Nothing was changed" in text
+    if command[0] != "exec":  # after `--` the prefix is part of the command
+        assert "--prefix npltnoroot" in text  # the hint names the lab it is about
     assert list_netns() == before
+
+
+def test_demo_lab_takes_a_prefix():
+    proc = subprocess.run([sys.executable, "-m", "netprobe", "demo", "lab", "--help"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "--prefix" in proc.stdout

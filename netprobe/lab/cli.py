@@ -40,6 +40,12 @@ def _lab(prefix: str, max_seconds: float | None = None):
     return Lab(LabSettings(prefix=prefix, max_seconds=max_seconds))
 
 
+def _cmd(prefix: str, sub: str) -> str:
+    from netprobe.lab.lab import lab_command
+
+    return lab_command(prefix, sub)
+
+
 def _out(text: str) -> None:
     print(text, flush=True)  # plain lines: no wrapping when piped
 
@@ -59,9 +65,10 @@ def up(
     _out(f"lab {prefix} is up: {len(status.namespaces)} namespaces, traffic on "
          f"{status.active_line}; daemons end by themselves in {max_seconds:.0f} s.")
     _out(f"  check it:   netprobe check configs/lab.yaml --netns {lab.office}")
-    _out("  break it:   netprobe lab break primary-cut    (see `netprobe lab break --help`)")
-    _out(f"  a shell:    netprobe lab exec -- bash          (in {lab.office})")
-    _out("  remove it:  netprobe lab down")
+    _out(f"  break it:   {_cmd(prefix, 'break primary-cut')}    (see `netprobe lab break "
+         "--help`)")
+    _out(f"  a shell:    {_cmd(prefix, 'exec')} -- bash          (in {lab.office})")
+    _out(f"  remove it:  {_cmd(prefix, 'down')}")
 
 
 @app.command()
@@ -69,11 +76,12 @@ def up(
 def down(
     prefix: PrefixOpt = DEFAULT_PREFIX,
     purge: Annotated[bool, typer.Option(
-        "--purge", help="Also delete the state directory (the controller's log, daemon "
-        "logs), kept by default for a post-mortem.")] = False,
+        "--purge", hidden=True, help="Accepted for compatibility: `down` always deletes "
+        "the state directory.")] = False,
 ) -> None:
-    """Kill the lab's daemons and delete its namespaces. Safe to run any time."""
-    removed = _lab(prefix).down(purge=purge)
+    """Kill the daemons and delete the namespaces the lab recorded creating (nothing
+    else), then its state directory. Safe to run any time."""
+    removed = _lab(prefix).down()
     _out(f"lab {prefix}: removed {len(removed)} namespaces" if removed
          else f"lab {prefix}: nothing to remove")
 
@@ -92,7 +100,7 @@ def status(
         print(json.dumps(st.to_json(), indent=2))
         raise typer.Exit(0 if st.is_up else 1)
     if not st.namespaces:
-        _out(f"lab {prefix}: down (no namespaces {prefix}-*); build it with `netprobe lab up`")
+        _out(f"lab {prefix}: down (no namespaces {prefix}-*); build it with `{_cmd(prefix, 'up')}`")
         raise typer.Exit(1)
     state = "up" if st.is_up else "broken (missing: " + ", ".join(st.missing) + ")"
     _out(f"lab {prefix}: {state}; scenario: {st.scenario or 'unknown'}")
@@ -114,7 +122,7 @@ def status(
         from datetime import datetime
 
         when = datetime.fromtimestamp(expires).astimezone().isoformat(timespec="seconds")
-        _out(f"  lifetime:    daemons end by themselves at {when} (`lab heal` restarts them)")
+        _out(f"  lifetime:    daemons end by themselves at {when} (`{_cmd(prefix, 'heal')}` restarts them)")
     _out(f"  state:       {st.state_dir} (controller.log: the controller's decisions)")
     raise typer.Exit(0 if st.is_up else 1)
 
@@ -165,11 +173,12 @@ def exec_(
     if node not in layout.ROLES:
         raise NetprobeError(f"--node {node}: use one of {', '.join(layout.ROLES)}")
     lab = _lab(prefix)
-    Lab.require_root()
+    Lab.require_root(prefix)
     from netprobe.lab.netns import netns_exists
 
     if not netns_exists(lab.ns(node)):
-        raise NetprobeError(f"namespace {lab.ns(node)} does not exist; run `netprobe lab up`")
+        raise NetprobeError(f"namespace {lab.ns(node)} does not exist; run "
+                             f"`{_cmd(prefix, 'up')}`")
     argv = ["ip", "netns", "exec", lab.ns(node), *command]
     try:
         os.execvp(argv[0], argv)

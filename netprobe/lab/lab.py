@@ -5,6 +5,12 @@ directory `/run/netprobe-lab/nplab/` (pid files, daemon logs, the controller's
 log and state, the current scenario). Tests use another prefix, so they never
 touch a user's lab. `down` is idempotent and `up` starts with it, so a stale
 lab (a crashed run, a test killed half-way) never gets in the way.
+
+The state directory records what the lab created: `namespaces` (one name a
+line, written as each is added) and a pid file per daemon holding its pid, its
+module and its start time (field 22 of /proc/PID/stat, so a recycled pid is
+never killed). `down` removes only those, never another `nplab-*` namespace,
+then deletes the state directory.
 """
 
 from __future__ import annotations
@@ -34,9 +40,16 @@ SIBLING_MODULES = ("netprobe.lab.listeners", "netprobe.lab.dns_server")
 
 ROOT_MESSAGE = (
     "the lab builds network namespaces, virtual links and firewall rules, which needs root "
-    "(CAP_SYS_ADMIN and CAP_NET_ADMIN). Run it with sudo, e.g. `sudo netprobe lab up` (or "
-    "`sudo $(which netprobe) lab up` when netprobe lives in a virtualenv), as root in a VM or "
+    "(CAP_SYS_ADMIN and CAP_NET_ADMIN). Run it with sudo, e.g. `sudo {cmd}` (or "
+    "`sudo $(which netprobe) {sub}` when netprobe lives in a virtualenv), as root in a VM or "
     "a privileged container. Nothing was changed.")
+NAMESPACES_FILE = "namespaces"  # in the state directory: the namespaces this lab created
+
+
+def lab_command(prefix: str, sub: str) -> str:
+    """`netprobe lab SUB`, with `--prefix PREFIX` when it is not the default: the
+    command to suggest in a message about the lab `prefix`."""
+    return f"netprobe lab {sub}" + (f" --prefix {prefix}" if prefix != DEFAULT_PREFIX else "")
 
 
 @dataclass(frozen=True)
@@ -110,9 +123,10 @@ class Lab:
 
     # -- preconditions --------------------------------------------------------
     @staticmethod
-    def require_root() -> None:
+    def require_root(prefix: str = DEFAULT_PREFIX) -> None:
         if os.geteuid() != 0:
-            raise PrivilegeError(ROOT_MESSAGE)
+            cmd = lab_command(prefix, "up")
+            raise PrivilegeError(ROOT_MESSAGE.format(cmd=cmd, sub=cmd.split(" ", 1)[1]))
         missing = system.missing_tools()
         if missing:
             pkgs = " ".join(sorted({system.TOOL_PACKAGES[t] for t in missing}))
@@ -120,23 +134,22 @@ class Lab:
                                 f"install them with `apt-get install -y {pkgs}`")
 
     def require_up(self) -> None:
-        self.require_root()
+        self.require_root(self.prefix)
         missing = [r for r in layout.ROLES if not netns_exists(self.ns(r))]
         if missing:
             raise NetprobeError(f"no complete lab with prefix {self.prefix!r} (missing "
                                 f"namespaces: {', '.join(self.ns(r) for r in missing)}); "
-                                "run `netprobe lab up` first")
+                                f"run `{lab_command(self.prefix, 'up')}` first")
 
     # -- up ---------------------------------------------------------------------
     def up(self) -> LabStatus:
         """Build the lab from scratch (tearing down a stale one first) and wait until
         the office reaches every service over the primary line."""
-        self.require_root()
+        self.require_root(self.prefix)
         missing = [m for m in SIBLING_MODULES if not _module_exists(m)]
         if missing:
             raise NetprobeError(f"the lab's daemons are missing: {', '.join(missing)}")
-        self.down()
-        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.down()  # a stale lab of this prefix: only what it recorded creating
         for sub in ("pids", "logs"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         try:
@@ -145,7 +158,7 @@ class Lab:
             self._start_controller()
             self._wait_ready()
         except BaseException:
-            self.down()
+            self.down(purge=False)  # the logs stay, for the error message's pointer
             raise
         self._record_lifetime(created=True)
         self._set_scenario("healthy")
@@ -165,6 +178,7 @@ class Lab:
     def _build(self) -> None:
         for role in layout.ROLES:
             system.ip("netns", "add", self.ns(role))
+            self._record_namespace(self.ns(role))
             system.set_sysctls(self.ns(role), layout.sysctls_for(role))
         for v in layout.VETHS:
             system.ip("link", "add", v.a_if, "netns", self.ns(v.a_role), "type", "veth",
@@ -196,9 +210,23 @@ class Lab:
         return [self.settings.python, "-m", d.module, *d.args,
                 "--max-seconds", str(int(self.settings.max_seconds))]
 
+    def _record_namespace(self, name: str) -> None:
+        with open(self.state_dir / NAMESPACES_FILE, "a", encoding="utf-8") as fh:
+            fh.write(name + "\n")
+
+    def recorded_namespaces(self) -> list[str]:
+        """The namespaces this lab recorded creating (and not yet removed)."""
+        try:
+            text = (self.state_dir / NAMESPACES_FILE).read_text(encoding="utf-8")
+        except OSError:
+            return []
+        prefix = self.prefix + "-"
+        return list(dict.fromkeys(n for n in text.split() if n.startswith(prefix)))
+
     def _spawn(self, name: str, role: str, argv: list[str]) -> int:
         pid = system.spawn(self.ns(role), argv, self._log_file(name))
-        self._pid_file(name).write_text(f"{pid}\n{argv[2]}\n", encoding="utf-8")
+        started = system.pid_start_time(pid)
+        self._pid_file(name).write_text(f"{pid}\n{argv[2]}\n{started}\n", encoding="utf-8")
         return pid
 
     def _start_daemons(self, only_dead: bool = False) -> int:
@@ -250,15 +278,13 @@ class Lab:
                                     f"{timeout_s:.0f} s; daemon logs are in {self.state_dir}/logs")
 
     # -- down -------------------------------------------------------------------
-    def down(self, purge: bool = False) -> list[str]:
-        """Kill every process in the lab's namespaces and our recorded daemons, delete
-        the namespaces. Idempotent; returns the namespaces removed. The controller's
-        log and the daemons' logs stay for a post-mortem unless `purge`."""
-        self.require_root()
-        names = list_netns(self.prefix)
-        for name in names:
-            for pid in system.netns_pids(name):
-                system.kill_pid(pid)
+    def down(self, purge: bool = True) -> list[str]:
+        """Kill the daemons and delete the namespaces this lab recorded creating, and
+        nothing else (another `PREFIX-*` namespace, a recycled pid survive).
+        Idempotent; returns the namespaces removed. Then the state directory goes
+        too (and /run/netprobe-lab when it is left empty); with `purge=False` the
+        logs stay, for a post-mortem of a failed `up`."""
+        self.require_root(self.prefix)
         pid_dir = self.state_dir / "pids"
         if pid_dir.is_dir():
             for pid_file in pid_dir.glob("*.pid"):
@@ -266,24 +292,33 @@ class Lab:
                 if pid is not None:
                     system.kill_pid(pid)
                 pid_file.unlink(missing_ok=True)
-        for name in names:
-            system.ip("netns", "del", name, check=False)
-        for leftover in (STATE_NAME, "scenario", "lab.json", FROZEN_FLAG, FAILBACK_STUCK_FLAG):
-            with contextlib.suppress(FileNotFoundError):
-                (self.state_dir / leftover).unlink()
+        removed = []
+        for name in self.recorded_namespaces():
+            if netns_exists(name):
+                system.ip("netns", "del", name, check=False)
+                removed.append(name)
         if purge:
             shutil.rmtree(self.state_dir, ignore_errors=True)
-        return names
+            with contextlib.suppress(OSError):  # not empty: other labs' state
+                self.settings.state_root.rmdir()
+            return removed
+        for leftover in (NAMESPACES_FILE, STATE_NAME, "scenario", "lab.json", FROZEN_FLAG,
+                         FAILBACK_STUCK_FLAG):
+            with contextlib.suppress(FileNotFoundError):
+                (self.state_dir / leftover).unlink()
+        return removed
 
     # -- daemons ------------------------------------------------------------------
     def _verified_pid(self, pid_file: Path) -> int | None:
-        """The pid in a pid file, if that process is still the daemon we started."""
+        """The pid in a pid file, if that process is still the daemon we started:
+        same start time (a recycled pid has another) and running our module."""
         try:
-            pid_text, module = pid_file.read_text(encoding="utf-8").split()[:2]
-            pid = int(pid_text)
+            pid_text, module, started_text = pid_file.read_text(encoding="utf-8").split()[:3]
+            pid, started = int(pid_text), int(started_text)
         except (OSError, ValueError):
             return None
-        if system.pid_alive(pid) and module in system.pid_cmdline(pid):
+        if (system.pid_alive(pid) and system.pid_start_time(pid) == started
+                and module in system.pid_cmdline(pid)):
             return pid
         return None
 
@@ -342,7 +377,7 @@ class Lab:
         if not wait_until(lambda: (self.controller_state() or {}).get(key) == want, timeout_s,
                           0.05):
             raise NetprobeError(f"the lab's controller did not pick up {flag} within "
-                                f"{timeout_s:.0f} s; is it running? (`netprobe lab status`)")
+                                f"{timeout_s:.0f} s; is it running? (`{lab_command(self.prefix, 'status')}`)")
 
     def active_line(self) -> str | None:
         """The line the CE's default route uses right now (the ground truth)."""
@@ -411,8 +446,9 @@ class Lab:
 
     # -- status -------------------------------------------------------------------
     def status(self) -> LabStatus:
-        self.require_root()
-        present = tuple(list_netns(self.prefix))
+        self.require_root(self.prefix)
+        present = tuple(n for n in list_netns(self.prefix)
+                        if n in {self.ns(r) for r in layout.ROLES})
         missing = tuple(r for r in layout.ROLES if self.ns(r) not in present)
         controller = self.controller_state()
         if controller is not None:

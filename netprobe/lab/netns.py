@@ -41,6 +41,16 @@ def netns_exists(name: str) -> bool:
     return netns_path(name).exists()
 
 
+def _lab_up_hint(name: str) -> str:
+    """`netprobe lab up`, with `--prefix P` when `name` is P-ROLE of another prefix."""
+    from netprobe.lab.layout import ROLES
+
+    prefix, _, role = name.partition("-")
+    if role in ROLES and prefix != "nplab":
+        return f"netprobe lab up --prefix {prefix}"
+    return "netprobe lab up"
+
+
 def enter_netns(name: str) -> None:
     """Move the calling thread into network namespace `name` (root needed).
 
@@ -53,7 +63,8 @@ def enter_netns(name: str) -> None:
     except FileNotFoundError:
         raise NetprobeError(
             f"network namespace {name!r} does not exist ({path} is missing); "
-            f"list them with `ip netns list`, or build the lab with `netprobe lab up`") from None
+            f"list them with `ip netns list`, or build the lab with "
+            f"`{_lab_up_hint(name)}`") from None
     except PermissionError:
         raise PrivilegeError(
             f"entering network namespace {name!r} needs root: run with sudo") from None

@@ -133,6 +133,18 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
+def pid_start_time(pid: int) -> int:
+    """When the process started, in clock ticks since boot (field 22 of
+    /proc/PID/stat); -1 when it is gone. A pid plus this names one process:
+    a recycled pid has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # fields after the parenthesised command name start at field 3
+        return int(stat.rsplit(")", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
 def pid_cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
