@@ -467,7 +467,7 @@ def demo(
         help="lab: the namespace lab (root): healthy, primary cut, failover frozen. "
         "local: loopback listeners, no root.", metavar="lab|local")] = "lab",
     prefix: Annotated[str, typer.Option(
-        "--prefix", help="lab: the demo lab's namespace prefix (PREFIX-office, ...), so two "
+        "--prefix", metavar="PREFIX", help="lab: the demo lab's namespace prefix (PREFIX-office, ...), so two "
         "demos do not tear each other down.")] = "npdemo",
 ) -> None:
     """Run the main job end to end on targets the demo itself creates, then clean up."""
