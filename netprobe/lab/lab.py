@@ -41,7 +41,7 @@ SIBLING_MODULES = ("netprobe.lab.listeners", "netprobe.lab.dns_server")
 ROOT_MESSAGE = (
     "the lab builds network namespaces, virtual links and firewall rules, which needs root "
     "(CAP_SYS_ADMIN and CAP_NET_ADMIN). Run it with sudo, e.g. `sudo {cmd}` (or "
-    "`sudo $(which netprobe) {sub}` when netprobe lives in a virtualenv), as root in a VM or "
+    "`sudo $(which netprobe) {args}` when netprobe lives in a virtualenv), as root in a VM or "
     "a privileged container. Nothing was changed.")
 NAMESPACES_FILE = "namespaces"  # in the state directory: the namespaces this lab created
 
@@ -126,7 +126,7 @@ class Lab:
     def require_root(prefix: str = DEFAULT_PREFIX) -> None:
         if os.geteuid() != 0:
             cmd = lab_command(prefix, "up")
-            raise PrivilegeError(ROOT_MESSAGE.format(cmd=cmd, sub=cmd.split(" ", 1)[1]))
+            raise PrivilegeError(ROOT_MESSAGE.format(cmd=cmd, args=cmd.removeprefix("netprobe ")))
         missing = system.missing_tools()
         if missing:
             pkgs = " ".join(sorted({system.TOOL_PACKAGES[t] for t in missing}))
@@ -447,8 +447,8 @@ class Lab:
     # -- status -------------------------------------------------------------------
     def status(self) -> LabStatus:
         self.require_root(self.prefix)
-        present = tuple(n for n in list_netns(self.prefix)
-                        if n in {self.ns(r) for r in layout.ROLES})
+        ours = {self.ns(r) for r in layout.ROLES}
+        present = tuple(n for n in list_netns(self.prefix) if n in ours)
         missing = tuple(r for r in layout.ROLES if self.ns(r) not in present)
         controller = self.controller_state()
         if controller is not None:

@@ -43,12 +43,11 @@ def netns_exists(name: str) -> bool:
 
 def _lab_up_hint(name: str) -> str:
     """`netprobe lab up`, with `--prefix P` when `name` is P-ROLE of another prefix."""
+    from netprobe.lab.lab import DEFAULT_PREFIX, lab_command
     from netprobe.lab.layout import ROLES
 
     prefix, _, role = name.partition("-")
-    if role in ROLES and prefix != "nplab":
-        return f"netprobe lab up --prefix {prefix}"
-    return "netprobe lab up"
+    return lab_command(prefix if role in ROLES else DEFAULT_PREFIX, "up")
 
 
 def enter_netns(name: str) -> None:
