@@ -65,7 +65,11 @@ def _plain_argument_help() -> None:
     if usage is not None:  # `check CONFIG`, as man pages write it, not `check {CONFIG}`
         def usage_display_name(self: Any) -> str:
             name = usage(self)
-            return name[1:-1] if name.startswith("{") and name.endswith("}") else name
+            dots = "..." if name.endswith("...") else ""  # a variadic argument: {CMD}...
+            core = name.removesuffix(dots)
+            if core.startswith("{") and core.endswith("}"):
+                return core[1:-1] + dots
+            return name
 
         arg_cls._usage_display_name = usage_display_name
 

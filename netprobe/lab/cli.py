@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 PrefixOpt = Annotated[str, typer.Option(
-    "--prefix", help="Namespace name prefix: the lab's namespaces are PREFIX-office, "
+    "--prefix", metavar="PREFIX", help="Namespace name prefix: the lab's namespaces are PREFIX-office, "
     "PREFIX-ce, ... and its state is in /run/netprobe-lab/PREFIX.")]
 DEFAULT_PREFIX = "nplab"
 
@@ -55,7 +55,7 @@ def _out(text: str) -> None:
 def up(
     prefix: PrefixOpt = DEFAULT_PREFIX,
     max_seconds: Annotated[float, typer.Option(
-        "--max-seconds", min=10, max=7 * 86400,
+        "--max-seconds", min=10, max=7 * 86400, metavar="SECONDS",
         help="Every daemon of the lab (controller, listeners, DNS) ends by itself after this "
         "many seconds.")] = 7200.0,
 ) -> None:
@@ -160,10 +160,10 @@ def heal(prefix: PrefixOpt = DEFAULT_PREFIX) -> None:
 def exec_(
     command: Annotated[list[str], typer.Argument(
         help="The command and its arguments, after `--` (run directly, no shell).",
-        show_default=False)],
+        metavar="COMMAND", show_default=False)],
     prefix: PrefixOpt = DEFAULT_PREFIX,
     node: Annotated[str, typer.Option(
-        "--node", help="Which lab host: office, ce, pe-a, pe-b, dc-edge, srv, dns, cloud, "
+        "--node", metavar="NODE", help="Which lab host: office, ce, pe-a, pe-b, dc-edge, srv, dns, cloud, "
         "wire-a.")] = "office",
 ) -> None:
     """Run a command inside a lab namespace (the office by default): netprobe lab exec -- CMD..."""
