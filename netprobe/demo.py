@@ -106,8 +106,8 @@ def run_lab_demo(console: Console, prefix: str = "npdemo") -> int:
         return 1
     console.print("✓ netprobe told a working failover (failed_over) from a silent failed one "
                   "(failover_failed), with the evidence for the carrier.", markup=False)
-    console.print("Next: `sudo netprobe lab up`, then `netprobe lab break --help` for twelve "
-                  "more scenarios.", markup=False)
+    console.print("Next, as root: `netprobe lab up`, then `netprobe lab break --help` for the "
+                  "twelve ways to break it.", markup=False)
     return 0
 
 
