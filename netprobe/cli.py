@@ -390,6 +390,72 @@ def diagnose(
     raise typer.Exit(report.exit_code)
 
 
+MERGE_EXTENSIONS = {".json": "json", ".md": "md", ".txt": "table"}
+
+
+@app.command()
+@handles_errors
+def merge(
+    reports: Annotated[list[Path], typer.Argument(
+        help="JSON reports of one topology from several vantage points (`netprobe check "
+        "SITE.yaml -o site.json` at each; each site's config names its own vantage).",
+        metavar="REPORT.json", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT",
+                                     help="table, json or md.")] = "table",
+    output: Annotated[list[Path] | None, typer.Option(
+        "--output", "-o", metavar="FILE", help="Also write the merged view: .json, .md or .txt. "
+        "Repeat for several. Written atomically.", show_default=False)] = None,
+    max_skew: Annotated[str, typer.Option(
+        "--max-skew", metavar="DURATION", help="Reports taken further apart than this are "
+        "compared with a warning (a failure may have begun or ended between them).")] = "5m",
+) -> None:
+    """Combine reports of several vantage points and localise across them.
+
+    A carrier's lines down from every site that uses it is a carrier failure; down
+    from one site only is that site's line or device. A shared endpoint down from
+    one site but up from another is that site's path. Exit codes as for check.
+    """
+    from netprobe.diagnosis.merge import (
+        MergeInputError,
+        merge_reports,
+        render_merge_markdown,
+        render_merge_text,
+        site_from_json,
+    )
+    from netprobe.report.atomic import PendingWrite, write_atomically
+
+    renderers = {"table": render_merge_text, "md": render_merge_markdown,
+                 "json": lambda m: json.dumps(m.to_json(), indent=2) + "\n"}
+    if fmt not in renderers:
+        raise NetprobeError(f"--format {fmt}: use table, json or md")
+    outputs = list(output or [])
+    for path in outputs:
+        if path.suffix.lower() not in MERGE_EXTENSIONS:
+            raise NetprobeError(f"-o {path}: use a .json, .md or .txt file name")
+    max_skew_s = _parse_seconds(max_skew, "--max-skew")
+    sites = []
+    for path in reports:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise NetprobeError(f"{path}: cannot read: {exc.strerror}") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise NetprobeError(f"{path}: not a JSON report: {exc}") from None
+        try:
+            sites.append(site_from_json(data, str(path)))
+        except MergeInputError as exc:
+            raise NetprobeError(str(exc)) from None
+    try:
+        merged = merge_reports(sites, max_skew_s=max_skew_s or 0.0)
+    except MergeInputError as exc:
+        raise NetprobeError(str(exc)) from None
+    if outputs:
+        write_atomically([PendingWrite(p, renderers[MERGE_EXTENSIONS[p.suffix.lower()]](merged))
+                          for p in outputs])
+    sys.stdout.write(renderers[fmt](merged))
+    raise typer.Exit(merged.exit_code)
+
+
 @app.command()
 @handles_errors
 def history(
