@@ -532,6 +532,46 @@ def watch(
 
 @app.command()
 @handles_errors
+def serve(
+    config: ConfigArg,
+    listen: Annotated[str, typer.Option(
+        "--listen", metavar="HOST:PORT", help="Address to serve /metrics, /report.json, "
+        "/-/healthy and /probe on (port 0: any free port; the address is printed).")]
+        = "127.0.0.1:9469",
+    interval: Annotated[str, typer.Option(
+        "--interval", metavar="DURATION", help="Time between probe cycles (the watch engine; "
+        "one attempt per probe per cycle).")] = "10s",
+    window: Annotated[int | None, typer.Option(
+        "--window", min=1, max=100, metavar="N", help="Cycles pooled into each report, like N "
+        "attempts spread over N intervals (default: the config's attempts).",
+        show_default=False)] = None,
+    probe_timeout: Annotated[str, typer.Option(
+        "--probe-timeout", metavar="DURATION", help="Bound on a /probe scrape when Prometheus "
+        "sends no scrape timeout; with one, the smaller wins, less 0.5 s.")] = "10s",
+    fail_on: FailOnOpt = "warning",
+    rate: RateOpt = 2000.0,
+    no_trace: NoTraceOpt = False,
+    netns: NetnsOpt = None,
+) -> None:
+    """Keep probing and serve the results to Prometheus (an exporter).
+
+    /metrics: the latest report's metrics (as `check -o x.prom`) and the exporter's own;
+    /report.json: the latest report; /-/healthy; /probe?group=NAME or ?target=NAME: probe
+    that part now, within the scrape's timeout (like blackbox_exporter). Stops cleanly on
+    SIGTERM or Ctrl-C (exit 0).
+    """
+    from netprobe.serve import ServeOptions, serve_command
+
+    interval_s = _parse_seconds(interval, "--interval")
+    code = serve_command(str(config), listen, ServeOptions(
+        interval_s=interval_s or 10.0, window=window, fail_on=_fail_on(fail_on), rate_pps=rate,
+        hop_check=not no_trace, traces=not no_trace,
+        probe_timeout_s=_parse_seconds(probe_timeout, "--probe-timeout") or 10.0), netns=netns)
+    raise typer.Exit(code)
+
+
+@app.command()
+@handles_errors
 def demo(
     where: Annotated[str, typer.Argument(
         help="lab: the namespace lab (root): healthy, primary cut, failover frozen. "

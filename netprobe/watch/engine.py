@@ -15,6 +15,7 @@ observer's (the core never imports rich).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import math
@@ -58,6 +59,9 @@ class WatchOptions:
     concurrency: int = 256
     hop_check: bool = True
     hop_max_ttl: int = DEFAULT_HOP_MAX_TTL
+    # None: the timeline keeps every cycle (a drill's record); N: only the last N,
+    # so a service that probes for months (`netprobe serve`) holds bounded memory.
+    keep_cycles: int | None = None
 
     @property
     def settle_window_s(self) -> float:
@@ -172,6 +176,9 @@ class DrillRunner:
     options: WatchOptions
     observer: Observer = field(default_factory=NullObserver)
     stop: asyncio.Event | None = None
+    # Called after each cycle with the cycle's raw probe results, for consumers
+    # that diagnose them (`netprobe serve`); the timeline keeps only samples.
+    on_results: Callable[[Cycle, list[ProbeResult]], None] | None = None
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
 
@@ -205,7 +212,8 @@ class DrillRunner:
         header = Timeline(opts.interval_s, t0, wall0, tuple(lanes), tuple(groups),
                           notes=tuple(notes))
         self.observer.start(header)
-        cycles: list[Cycle] = []
+        cycles: collections.deque[Cycle] = collections.deque(maxlen=opts.keep_cycles)
+        count = 0
         ended_by = "duration"
         slot = 0
         try:
@@ -217,16 +225,20 @@ class DrillRunner:
                     ended_by = "interrupted"
                     break
                 start = self.clock()
-                samples, routes = await self._cycle(tasks, refused, unresolved, hop_targets,
+                results, routes = await self._cycle(tasks, refused, unresolved, hop_targets,
                                                     hops, ctx, semaphore, thresholds)
                 end = self.clock()
                 next_slot = slot + 1
                 if end > t0 + next_slot * opts.interval_s:
                     next_slot = math.floor((end - t0) / opts.interval_s) + 1
-                cycle = Cycle(len(cycles), start - t0, wall0 + (start - t0), end - start,
-                              tuple(samples), tuple(routes), skipped_slots=next_slot - slot - 1)
+                cycle = Cycle(count, start - t0, wall0 + (start - t0), end - start,
+                              tuple(sample_of(r, thresholds) for r in results), tuple(routes),
+                              skipped_slots=next_slot - slot - 1)
+                count += 1
                 cycles.append(cycle)
                 self.observer.cycle(cycle, tracker.feed(cycle))
+                if self.on_results is not None:
+                    self.on_results(cycle, results)
                 slot = next_slot
                 if self.stop is not None and self.stop.is_set():
                     ended_by = "interrupted"
@@ -320,7 +332,7 @@ class DrillRunner:
     async def _cycle(self, tasks: list[ProbeTask], refused: dict[str, str],
                      unresolved: dict[str, str], hop_targets: list[_HopTarget],
                      hops: HopChecker | None, ctx: ProbeContext, semaphore: asyncio.Semaphore,
-                     thresholds: Thresholds) -> tuple[list[Sample], list[Route]]:
+                     thresholds: Thresholds) -> tuple[list[ProbeResult], list[Route]]:
         timeout_s = self.options.timeout_for(self.topology.config.defaults.timeout)
 
         async def one(t: ProbeTask) -> ProbeResult:
@@ -362,4 +374,4 @@ class DrillRunner:
                                        *(route(h) for h in hop_targets))
         probe_results: list[ProbeResult] = results[:len(tasks)]  # type: ignore[assignment]
         routes: list[Route] = results[len(tasks):]  # type: ignore[assignment]
-        return [sample_of(r, thresholds) for r in probe_results], routes
+        return probe_results, routes
