@@ -190,7 +190,13 @@ def test_serve_metrics_report_and_health(served: Served) -> None:
     assert any(dict(k)["probe"].startswith("web/tcp/") and v == 1.0 for k, v in success.items())
     assert samples(text, "netprobe_serve_cycles_total")[(("vantage", "serve-test"),)] >= 3
     assert samples(text, "process_resident_memory_bytes")
+    assert samples(text, "netprobe_line_info")[(("carrier", "carrier-a"), ("component", "line-a"),
+                                                ("group", "wan"), ("vantage", "serve-test"))] == 1
     assert served.get("/nope")[0] == 404
+    if shutil.which("promtool"):  # Prometheus's own linter reads the exposition
+        lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                              text=True, timeout=60)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_serve_follows_the_network(tmp_path: Path, tcp_listener, lab_loop, dns_server) -> None:
