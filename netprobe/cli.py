@@ -551,7 +551,10 @@ def serve(
     fail_on: FailOnOpt = "warning",
     rate: RateOpt = 2000.0,
     no_trace: NoTraceOpt = False,
-    netns: NetnsOpt = None,
+    netns: Annotated[str | None, typer.Option(
+        "--netns", metavar="NAME", help="Probe from inside this network namespace (root); "
+        "--listen stays on this host's address, bound before entering it.",
+        show_default=False)] = None,
 ) -> None:
     """Keep probing and serve the results to Prometheus (an exporter).
 

@@ -423,24 +423,31 @@ async def probe_once(state: ServeState, names: frozenset[str], group: str | None
 
 # -- the command ----------------------------------------------------------------------
 
-async def serve_forever(state: ServeState, host: str, port: int, stop: asyncio.Event,
-                        on_listening: Callable[[str], None] | None = None) -> None:
-    """Serve HTTP in threads and probe on this loop until `stop` is set."""
-    state.loop = asyncio.get_running_loop()
-    app = ServeApp(state)
+def open_server(state: ServeState, host: str, port: int) -> WSGIServer:
+    """Bind the HTTP server now: with `--netns` this happens before the process
+    enters the namespace, so Prometheus reaches it on the host's address while
+    every probe is sent from inside the namespace."""
     try:
-        server = make_server(host, port, app, server_class=_server_class(host),
-                             handler_class=_QuietHandler)
+        return make_server(host, port, ServeApp(state), server_class=_server_class(host),
+                           handler_class=_QuietHandler)
     except OSError as exc:
         raise NetprobeError(f"--listen {host}:{port}: cannot listen ({exc.strerror or exc}); "
                             "pick another port or stop what holds it") from None
+
+
+def server_url(server: WSGIServer) -> str:
+    host, port = server.server_address[:2]
+    shown = f"[{host}]" if ":" in str(host) else str(host)
+    return f"http://{shown}:{port}"
+
+
+async def serve_forever(state: ServeState, server: WSGIServer, stop: asyncio.Event) -> None:
+    """Serve HTTP in a thread and probe on this loop until `stop` is set; then
+    close the server (requests in flight get their answer or a 503)."""
+    state.loop = asyncio.get_running_loop()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="netprobe-http", daemon=True)
     thread.start()
-    bound_host, bound_port = server.server_address[:2]
-    shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
-    if on_listening:
-        on_listening(f"http://{shown}:{bound_port}")
     opts = state.options
     watch = WatchOptions(interval_s=opts.interval_s, duration_s=float("inf"),
                          rate_pps=opts.rate_pps, hop_check=opts.hop_check,
@@ -449,10 +456,10 @@ async def serve_forever(state: ServeState, host: str, port: int, stop: asyncio.E
     try:
         await runner.run()
     finally:
+        state.loop = None
         server.shutdown()
         server.server_close()
         thread.join(timeout=5.0)
-        state.loop = None
 
 
 def serve_command(config_path: str, listen: str, options: ServeOptions,
@@ -465,16 +472,21 @@ def serve_command(config_path: str, listen: str, options: ServeOptions,
     check_watch_options(options.interval_s, options.interval_s, None)
     if options.window is not None and not 1 <= options.window <= 100:
         raise NetprobeError(f"--window {options.window}: use 1 to 100 cycles")
-    if netns:
-        from netprobe.lab.netns import enter_netns
-
-        enter_netns(netns)
     topology = load_topology(str(config_path))
     state = ServeState(topology, str(config_path), options)
+    server = open_server(state, host, port)
+    try:
+        if netns:
+            from netprobe.lab.netns import enter_netns
 
-    def listening(url: str) -> None:
-        print(f"netprobe serve: vantage {topology.vantage}, probing every "
-              f"{options.interval_s:g} s, listening on {url}", file=sys.stderr, flush=True)
+            enter_netns(netns)
+    except BaseException:
+        server.server_close()
+        raise
+    where = f" in network namespace {netns}" if netns else ""
+    print(f"netprobe serve: vantage {topology.vantage}{where}, probing every "
+          f"{options.interval_s:g} s, listening on {server_url(server)}", file=sys.stderr,
+          flush=True)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -482,7 +494,7 @@ def serve_command(config_path: str, listen: str, options: ServeOptions,
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        await serve_forever(state, host, port, stop, listening)
+        await serve_forever(state, server, stop)
 
     asyncio.run(main())
     print("netprobe serve: stopped", file=sys.stderr, flush=True)
