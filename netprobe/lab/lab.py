@@ -206,6 +206,16 @@ class Lab:
             system.ip_batch(self.ns(role), lines)
         system.nft_apply(self.ns("ce"), layout.CE_NAT_RULESET)
 
+    def add_namespace(self, role: str, sysctls: tuple[tuple[str, str], ...] = ()) -> str:
+        """An extra namespace `PREFIX-role` attached to this lab (a second site in a
+        test, say), recorded like the lab's own so `down` removes it too."""
+        self.require_up()
+        name = self.ns(role)
+        system.ip("netns", "add", name)
+        self._record_namespace(name)
+        system.set_sysctls(name, layout.COMMON_SYSCTLS + sysctls)
+        return name
+
     def _daemon_argv(self, d: layout.Daemon) -> list[str]:
         return [self.settings.python, "-m", d.module, *d.args,
                 "--max-seconds", str(int(self.settings.max_seconds))]
