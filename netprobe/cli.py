@@ -464,8 +464,16 @@ def history(
     since: Annotated[str | None, typer.Option(
         "--since", metavar="WINDOW", help="Only runs in this window, e.g. 24h or 7d.", show_default=False)] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table, json or md.")] = "table",
+    side_by_side: Annotated[bool, typer.Option(
+        "--side-by-side", help="Runs of several vantage points (sites) in one database: one "
+        "row per component or group, one column per vantage.")] = False,
 ) -> None:
-    """Availability, incidents, time to recover and failovers from stored runs."""
+    """Availability, incidents, time to recover and failovers from stored runs.
+
+    A database may hold the runs of several vantage points (each `check --history`
+    or `serve --history` names its own); they are kept apart, shown one after the
+    other, or side by side with --side-by-side.
+    """
     from netprobe.history import render_history, summarize
 
     if not db.exists():
@@ -473,7 +481,7 @@ def history(
                             f"`netprobe check CONFIG --history {db}`")
     since_s = _parse_window(since) if since else None
     summary = summarize(db, since_s=since_s)
-    text = render_history(summary, fmt)
+    text = render_history(summary, fmt, side_by_side=side_by_side)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
@@ -551,6 +559,9 @@ def serve(
     fail_on: FailOnOpt = "warning",
     rate: RateOpt = 2000.0,
     no_trace: NoTraceOpt = False,
+    history: Annotated[Path | None, typer.Option(
+        "--history", metavar="DB", help="Append a run to this SQLite history once per window "
+        "(windows do not overlap, so every attempt is stored once).", show_default=False)] = None,
     netns: Annotated[str | None, typer.Option(
         "--netns", metavar="NAME", help="Probe from inside this network namespace (root); "
         "--listen stays on this host's address, bound before entering it.",
@@ -569,7 +580,8 @@ def serve(
     code = serve_command(str(config), listen, ServeOptions(
         interval_s=interval_s or 10.0, window=window, fail_on=_fail_on(fail_on), rate_pps=rate,
         hop_check=not no_trace, traces=not no_trace,
-        probe_timeout_s=_parse_seconds(probe_timeout, "--probe-timeout") or 10.0), netns=netns)
+        probe_timeout_s=_parse_seconds(probe_timeout, "--probe-timeout") or 10.0,
+        history=str(history) if history else None), netns=netns)
     raise typer.Exit(code)
 
 

@@ -737,15 +737,19 @@ def _history(cls: type[ComponentHistory], name: tuple, row: tuple) -> ComponentH
 HISTORY_FORMATS = ("table", "json", "md")
 
 
-def render_history(summary: HistorySummary, fmt: str) -> str:
-    """The summary as `table` (plain text tables), `json` or `md`."""
+def render_history(summary: HistorySummary, fmt: str, *, side_by_side: bool = False) -> str:
+    """The summary as `table` (plain text tables), `json` or `md`. `side_by_side`:
+    one row per component or group name, one column per vantage point."""
     fmt = str(fmt)
     if fmt == "json":
-        return json.dumps(summary.to_json(), indent=2, ensure_ascii=False) + "\n"
+        data = summary.to_json()
+        if side_by_side:
+            data["side_by_side"] = side_by_side_json(summary)
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if fmt == "md":
-        return _render_md(summary)
+        return _render_md(summary, side_by_side)
     if fmt == "table":
-        return _render_table(summary)
+        return _render_table(summary, side_by_side)
     raise HistoryError(f"--format {fmt}: history can be shown as {', '.join(HISTORY_FORMATS)}")
 
 
@@ -801,15 +805,53 @@ class _Section:
     rows: list[list[str]]
 
 
-def _sections(s: HistorySummary) -> tuple[list[_Section], list[str]]:
-    """Tables (one set per vantage when the database holds several) and notes."""
+def _by_name(items: tuple[ComponentHistory, ...]) -> dict[tuple[str, str], dict[str, ComponentHistory]]:
+    """(name, kind) -> vantage -> its history, in the summary's order."""
+    out: dict[tuple[str, str], dict[str, ComponentHistory]] = {}
+    for c in sorted(items, key=lambda c: (_KIND_ORDER.get(c.kind, 9), c.name)):
+        out.setdefault((c.name, c.kind), {})[c.vantage] = c
+    return out
+
+
+def _cell(c: ComponentHistory | None) -> str:
+    if c is None:
+        return "-"
+    noun = "incident" if c.incidents == 1 else "incidents"
+    return f"{_pct(c.availability_ratio)}, {c.incidents} {noun}, {c.last_state or '-'}"
+
+
+def side_by_side_json(s: HistorySummary) -> list[dict[str, Any]]:
+    """Each component and group name with its history from every vantage that has it."""
+    return [{"name": name, "kind": kind,
+             "vantages": {v: c.to_json() for v, c in sorted(seen.items())}}
+            for items in (s.components, s.groups)
+            for (name, kind), seen in _by_name(items).items()]
+
+
+def _side_by_side(s: HistorySummary, vantages: list[str]) -> list[_Section]:
+    """One row per name, one column per vantage: availability, incidents, last state."""
+    sections = []
+    for title, items in (("Components by vantage", s.components),
+                         ("Redundancy groups by vantage", s.groups)):
+        rows = [[name, kind, *(_cell(seen.get(v)) for v in vantages)]
+                for (name, kind), seen in _by_name(items).items()]
+        if rows:
+            sections.append(_Section(title, ["name", "kind", *vantages], rows))
+    return sections
+
+
+def _sections(s: HistorySummary, side_by_side: bool = False) -> tuple[list[_Section], list[str]]:
+    """Tables (one set per vantage when the database holds several, or one row per
+    name and a column per vantage `side_by_side`) and notes."""
     vantages = sorted({c.vantage for c in (*s.components, *s.groups)})
     sections, notes = [], []
+    if side_by_side:
+        sections = _side_by_side(s, vantages)
     for vantage in vantages:
         suffix = f" ({vantage})" if len(vantages) > 1 else ""
         for title, items in (("Components", s.components), ("Redundancy groups", s.groups)):
             mine = [c for c in items if c.vantage == vantage]
-            if mine:
+            if mine and not side_by_side:
                 sections.append(_Section(title + suffix, _HEADERS, [
                     [c.name, c.kind, _pct(c.availability_ratio), f"{c.measured}/{c.runs}",
                      str(c.incidents), _dur(c.mean_recovery_s), _dur(c.longest_recovery_s),
@@ -818,7 +860,7 @@ def _sections(s: HistorySummary) -> tuple[list[_Section], list[str]]:
                       for c in mine if c.down_since is not None]
         events = [[g.name, _short_time(e.at), e.kind, f"{e.from_line or '?'} -> {e.to_line or '?'}",
                    e.verdict] for g in s.groups if g.vantage == vantage for e in g.events]
-        if events:
+        if events and not side_by_side:
             sections.append(_Section("Failovers and failbacks" + suffix, _EVENT_HEADERS, events))
         notes += [f"{g.name}{suffix}: {g.failovers} failovers and {g.failbacks} failbacks in "
                   f"all; the newest {len(g.events)} are listed"
@@ -827,7 +869,7 @@ def _sections(s: HistorySummary) -> tuple[list[_Section], list[str]]:
     return sections, notes
 
 
-def _render_table(s: HistorySummary) -> str:
+def _render_table(s: HistorySummary, side_by_side: bool = False) -> str:
     import io
 
     from rich import box
@@ -835,10 +877,11 @@ def _render_table(s: HistorySummary) -> str:
     from rich.table import Table
 
     buf = io.StringIO()
-    con = Console(file=buf, width=100, color_system=None, no_color=True, highlight=False,
+    con = Console(file=buf, width=max(100, 40 + 34 * len({c.vantage for c in s.components}))
+                  if side_by_side else 100, color_system=None, no_color=True, highlight=False,
                   force_terminal=False, emoji=False)
     con.print(_window_text(s), markup=False)
-    sections, notes = _sections(s)
+    sections, notes = _sections(s, side_by_side)
     for section in sections:
         t = Table(title=section.title, title_justify="left", box=box.SIMPLE_HEAD,
                   show_edge=False, pad_edge=False)
@@ -856,11 +899,11 @@ def _render_table(s: HistorySummary) -> str:
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
-def _render_md(s: HistorySummary) -> str:
+def _render_md(s: HistorySummary, side_by_side: bool = False) -> str:
     from netprobe.report.markdown import inline, table
 
     lines = ["# netprobe history", "", inline(_window_text(s)), ""]
-    sections, notes = _sections(s)
+    sections, notes = _sections(s, side_by_side)
     for section in sections:
         align = "".join("r" if h in _RIGHT else "l" for h in section.headers)
         lines += [f"## {section.title}", "", *table(section.headers, section.rows, align), ""]

@@ -68,6 +68,7 @@ class ServeOptions:
     hop_check: bool = True
     traces: bool = True  # /probe runs trace like `check` does
     probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S  # /probe without a scrape timeout header
+    history: str | None = None  # SQLite history: one run per window (disjoint windows)
 
     def window_for(self, topology: Topology) -> int:
         return max(1, self.window or topology.config.defaults.attempts)
@@ -212,6 +213,7 @@ class ServeState:
         self.cycles_total = 0
         self.slow_cycles_total = 0
         self.probe_requests_total: collections.Counter[str] = collections.Counter()
+        self.history_errors_total = 0
         self.last_cycle_monotonic: float | None = None
         self.started_monotonic = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -224,11 +226,25 @@ class ServeState:
             serve={"interval_s": self.options.interval_s, "window_cycles": len(self._window),
                    "cycle": cycle.index})
         body = (json.dumps(report.to_json(), indent=2) + "\n").encode()
+        # One history run per full window, so each attempt is stored once.
+        if self.options.history and (cycle.index + 1) % self.window_size == 0:
+            self._record(report)
         with self._lock:
             self.report, self.report_json = report, body
             self.cycles_total += 1
             self.slow_cycles_total += 1 if cycle.skipped_slots else 0
             self.last_cycle_monotonic = time.monotonic()
+
+    def _record(self, report: Report) -> None:
+        from netprobe.history import record_run
+
+        try:
+            record_run(self.options.history, report)
+        except NetprobeError as exc:  # a full disk costs history, not the exporter
+            self.history_errors_total += 1
+            if self.history_errors_total == 1:
+                print(f"netprobe serve: history not written: {exc}", file=sys.stderr,
+                      flush=True)
 
     def latest(self) -> tuple[Report | None, bytes | None]:
         with self._lock:
@@ -472,6 +488,10 @@ def serve_command(config_path: str, listen: str, options: ServeOptions,
     check_watch_options(options.interval_s, options.interval_s, None)
     if options.window is not None and not 1 <= options.window <= 100:
         raise NetprobeError(f"--window {options.window}: use 1 to 100 cycles")
+    if options.history:  # open (create, migrate) it now: a bad path must fail at start
+        from netprobe.history import connect
+
+        connect(options.history).close()
     topology = load_topology(str(config_path))
     state = ServeState(topology, str(config_path), options)
     server = open_server(state, host, port)

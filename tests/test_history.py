@@ -482,3 +482,47 @@ def test_redundancy_lost_without_a_known_active_line_is_no_failback(tmp_path):
     record_run(db, make_run(T0 + 120, {"leased-a": "up"}, {"dc-wan": ("redundancy_lost", None)}))
     (group,) = summarize(db).groups
     assert (group.failovers, group.failbacks) == (1, 0)
+
+
+# -- several vantage points in one database ---------------------------------------
+
+@pytest.fixture
+def two_vantage_db(tmp_path):
+    """The city hall lost dc-app for two runs; the branch never did; each has its own line."""
+    db = tmp_path / "sites.db"
+    hall = ["up", "down", "down", "up"]
+    for i, state in enumerate(hall):
+        record_run(db, make_run(T0 + i * STEP_S, {"dc-app": state, "leased-a": "up"},
+                                vantage="city-hall"))
+        record_run(db, make_run(T0 + i * STEP_S + 5, {"dc-app": "up", "leased-a2": "up"},
+                                vantage="branch-1"))
+    return db
+
+
+def test_runs_of_several_vantages_are_kept_apart(two_vantage_db):
+    s = summarize(two_vantage_db)
+    assert s.runs == 8
+    assert {(c.vantage, c.name) for c in s.components} == {
+        ("city-hall", "dc-app"), ("city-hall", "leased-a"), ("branch-1", "dc-app"),
+        ("branch-1", "leased-a2")}
+    hall = next(c for c in s.components if (c.vantage, c.name) == ("city-hall", "dc-app"))
+    branch = next(c for c in s.components if (c.vantage, c.name) == ("branch-1", "dc-app"))
+    assert (hall.incidents, hall.availability_ratio) == (1, 0.5)
+    assert (branch.incidents, branch.availability_ratio) == (0, 1.0)
+
+
+def test_history_side_by_side(two_vantage_db):
+    s = summarize(two_vantage_db)
+    text = render_history(s, "table", side_by_side=True)
+    (row,) = [ln for ln in text.splitlines() if ln.startswith("dc-app")]
+    # one row, the branch's column first (vantages sorted), then the city hall's
+    assert row.index("100.000%, 0 incidents, up") < row.index("50.000%, 1 incident, up")
+    assert "Components by vantage" in text and "(city-hall)" not in text
+    (line_a,) = [ln for ln in text.splitlines() if ln.startswith("leased-a ")]
+    assert line_a.split()[2] == "-"  # the branch has no leased-a
+    md = render_history(s, "md", side_by_side=True)
+    assert "| name | kind | branch-1 | city-hall |" in md
+    data = json.loads(render_history(s, "json", side_by_side=True))
+    (app,) = [x for x in data["side_by_side"] if x["name"] == "dc-app"]
+    assert app["vantages"]["city-hall"]["incidents"] == 1
+    assert app["vantages"]["branch-1"]["availability_ratio"] == 1.0

@@ -288,3 +288,28 @@ def test_systemd_unit_example_verifies(tmp_path: Path) -> None:
                           text=True, timeout=60)
     problems = [ln for ln in proc.stderr.splitlines() if "netprobe-serve.service" in ln]
     assert proc.returncode == 0 and not problems, proc.stderr
+
+
+def test_history_gets_one_run_per_window(tmp_path: Path, tcp_listener, dns_server) -> None:
+    from netprobe.history import summarize
+
+    cfg = write_config(tmp_path, tcp_listener.port, dns_server.port)
+    db = tmp_path / "history.db"
+    s = start_serve(cfg, "--interval", "200ms", "--no-trace", "--window", "2", "--history",
+                    str(db))
+    try:
+        report = wait_for_report(s, cycles=2)
+        deadline = time.monotonic() + 10
+        while report["serve"]["cycle"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            report = json.loads(s.get("/report.json")[1])
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(10) == 0
+    finally:
+        stop_process(s.proc)
+    cycles = report["serve"]["cycle"] + 1
+    summary = summarize(db)
+    # cycles 0-1, 2-3, ...: one run per full window; SIGTERM may end one more cycle
+    assert cycles // 2 <= summary.runs <= (cycles + 1) // 2 + 1
+    web = next(c for c in summary.components if c.name.startswith("web/tcp/"))
+    assert web.vantage == "serve-test" and web.availability_ratio == 1.0
