@@ -198,6 +198,16 @@ def _check_outputs(fmt: str, outputs: list[Path]) -> None:
             raise NetprobeError(f"-o {path}: directory {parent} is not writable")
 
 
+def _read_json(path: Path) -> Any:
+    """A saved report's JSON; a clear message (exit 3) when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise NetprobeError(f"{path}: cannot read: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NetprobeError(f"{path}: not a JSON report: {exc}") from None
+
+
 def _emit(report: Any, fmt: str, outputs: list[Path], quiet: bool, verbose: bool,
           history: Path | None) -> None:
     from netprobe.report import Format, print_table, render, write_outputs
@@ -359,12 +369,7 @@ def diagnose(
     outputs = list(output or [])
     severity = _fail_on(fail_on)
     _check_outputs(fmt, outputs)
-    try:
-        data = json.loads(run_json.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise NetprobeError(f"{run_json}: cannot read: {exc.strerror}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise NetprobeError(f"{run_json}: not a JSON report: {exc}") from None
+    data = _read_json(run_json)
     if not isinstance(data, dict) or data.get("schema") != "netprobe.report/1":
         raise NetprobeError(f"{run_json}: not a netprobe report (schema netprobe.report/1); "
                             "save one with `netprobe check CONFIG -o run.json`")
@@ -435,12 +440,7 @@ def merge(
     max_skew_s = _parse_seconds(max_skew, "--max-skew")
     sites = []
     for path in reports:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise NetprobeError(f"{path}: cannot read: {exc.strerror}") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise NetprobeError(f"{path}: not a JSON report: {exc}") from None
+        data = _read_json(path)
         try:
             sites.append(site_from_json(data, str(path)))
         except MergeInputError as exc:
