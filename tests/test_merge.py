@@ -240,3 +240,19 @@ def test_cli_merge(tmp_path: Path) -> None:
                            str(tmp_path / "m2.json")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3 and "bad.json: not a JSON report" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "m2.json").exists()
+
+
+def test_example_configs_are_two_vantages_of_one_topology() -> None:
+    from netprobe.config import load_topology
+
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    hall = load_topology(str(configs / "example.yaml"))
+    branch = load_topology(str(configs / "branch-example.yaml"))
+    assert hall.vantage != branch.vantage
+    shared = {"dc-edge", "dc-app", "intra-dns"}
+    for name in shared:  # what merge joins: the same name at the same address
+        assert hall.components[name].address == branch.components[name].address, name
+    carriers = {c.carrier for t in (hall, branch) for c in t.components.values() if c.carrier}
+    hall_carriers = {c.carrier for c in hall.components.values() if c.carrier}
+    branch_carriers = {c.carrier for c in branch.components.values() if c.carrier}
+    assert "carrier-a.example" in hall_carriers & branch_carriers and len(carriers) >= 3
