@@ -133,7 +133,7 @@ def route_traces(topology: Topology, routes: Iterable[Route]) -> list[ProbeResul
             address=topology.components[r.endpoint].address, sent=1,
             error=ProbeError.TTL_EXCEEDED, reached=False,
             message=f"hop check: TTL {ttl} answered by {r.hop} ({r.line})",
-            detail={"hops": hops, "source": "hop_check"}))
+            detail={"hops": hops, "source": HOP_CHECK}))
     return out
 
 
@@ -148,6 +148,20 @@ def report_from_window(topology: Topology, config: str, window: Sequence[tuple[C
     return build_report(topology.vantage, config, evidence, diagnose(topology, evidence),
                         fail_on, thresholds=topology.thresholds, topology=topology.to_json(),
                         **extra)
+
+
+HOP_CHECK = "hop_check"
+
+
+def without_hop_checks(report: Report) -> Report:
+    """The report for /metrics: the hop check's short traces tell the diagnosis the
+    active line (and stay in /report.json), but they stop short by design, and a
+    `netprobe_probe_success 0` for them would read as a failed probe."""
+    kept = tuple(r for r in report.evidence.results if r.detail.get("source") != HOP_CHECK)
+    if len(kept) == len(report.evidence.results):
+        return report
+    return dataclasses.replace(report, evidence=dataclasses.replace(report.evidence,
+                                                                    results=kept))
 
 
 def selection(topology: Topology, group: str | None, target: str | None) -> frozenset[str]:
@@ -276,7 +290,7 @@ class ServeCollector(Collector):
 
         report = self.report()
         if report is not None:
-            yield from ReportCollector(report).collect()
+            yield from ReportCollector(without_hop_checks(report)).collect()
         v = self.state.topology.vantage
         cycles = CounterMetricFamily("netprobe_serve_cycles", "Probe cycles finished",
                                      labels=["vantage"])

@@ -313,3 +313,18 @@ def test_history_gets_one_run_per_window(tmp_path: Path, tcp_listener, dns_serve
     assert cycles // 2 <= summary.runs <= (cycles + 1) // 2 + 1
     web = next(c for c in summary.components if c.name.startswith("web/tcp/"))
     assert web.vantage == "serve-test" and web.availability_ratio == 1.0
+
+
+def test_hop_check_traces_stay_out_of_the_probe_metrics() -> None:
+    from netprobe.report.model import build_report
+    from netprobe.serve import without_hop_checks
+
+    topology = make_topology()
+    base = with_results(topology, [], traces=False)
+    traces = route_traces(topology, [Route("dc-wan", "dc-app", "leased-a", "198.51.100.1", 2)])
+    evidence = Evidence(base.results + tuple(traces), base.started_at, base.duration_s)
+    report = build_report("v", "c.yaml", evidence, diagnose(topology, evidence))
+    assert "dc-app/trace" in {p["id"] for p in report.to_json()["probes"]}  # kept in the JSON
+    shown = without_hop_checks(report)
+    assert "dc-app/trace" not in {r.id for r in shown.evidence.results}
+    assert shown.diagnosis == report.diagnosis
