@@ -98,13 +98,23 @@ def test_carrier_down_from_every_site_is_the_carrier() -> None:
     assert carrier(m, "carrier-a").verdict == CarrierVerdict.DOWN
     assert carrier(m, "carrier-b").verdict == CarrierVerdict.UP
     (f,) = [f for f in m.findings if f.kind == "carrier_down"]
-    assert f.severity == Severity.CRITICAL
+    # both sites failed over to carrier-b: traffic flows, as a site's own report says
+    assert f.severity == Severity.WARNING
     assert set(f.components) == {"leased-a", "leased-a2"}
     assert set(f.vantages) == {"city-hall", "branch-1"}
     assert "carrier-a is down for every site" in f.summary
     assert "city-hall:leased-a/icmp" in f.evidence and "branch-1:leased-a2/icmp" in f.evidence
     assert "line_down" not in kinds(m)  # not blamed on either site
-    assert m.status == Status.CRITICAL
+    assert m.status == Status.WARNING
+
+
+def test_carrier_down_is_critical_where_a_site_lost_its_traffic() -> None:
+    hall = site_json(HALL, line_cut("leased-a"), active={"dc-wan": "broadband-b"})
+    branch = site_json(BRANCH, line_cut("leased-a2") + line_cut("broadband-b2"), traces=False)
+    assert branch["groups"][0]["verdict"] == "down"
+    m = merged(hall, branch)
+    (f,) = [f for f in m.findings if f.kind == "carrier_down"]
+    assert f.severity == Severity.CRITICAL and m.status == Status.CRITICAL
 
 
 def test_line_down_at_one_site_is_that_sites_line() -> None:
@@ -213,11 +223,11 @@ def test_renderings_carry_the_verdicts() -> None:
     branch = site_json(BRANCH, line_cut("leased-a2"), active={"br-wan": "broadband-b2"})
     m = merged(hall, branch)
     text = render_merge_text(m)
-    assert "carrier-a" in text and "down" in text and "CRITICAL (exit 2)" in text
+    assert "carrier-a" in text and "down" in text and "WARNING (exit 1)" in text
     md = render_merge_markdown(m)
-    assert md.startswith("# netprobe merge: CRITICAL") and "| carrier-a | down |" in md
+    assert md.startswith("# netprobe merge: WARNING") and "| carrier-a | down |" in md
     data = m.to_json()
-    assert data["schema"] == "netprobe.merge/1" and data["exit_code"] == 2
+    assert data["schema"] == "netprobe.merge/1" and data["exit_code"] == 1
     assert {g["vantage"] for g in data["groups"]} == {"city-hall", "branch-1"}
     assert json.loads(json.dumps(data)) == data
 
@@ -231,7 +241,7 @@ def test_cli_merge(tmp_path: Path) -> None:
     out = tmp_path / "merged.json"
     proc = subprocess.run([sys.executable, "-m", "netprobe", "merge", str(a), str(b), "-o",
                            str(out)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # both sites failed over: a warning
     assert "carrier-a is down for every site" in proc.stdout
     assert json.loads(out.read_text())["carriers"][0]["verdict"] == "down"
     bad = tmp_path / "bad.json"

@@ -6,8 +6,7 @@ is down for everyone". Several can: pure code, no I/O, no clock.
 Rules:
 - Lines are always a site's own (two sites never share a line), but lines
   share carriers. A carrier whose lines are down from every site that
-  measured one, with at least two sites measuring, is a `carrier_down`
-  (critical). Down from some sites and up from others: each down line is that
+  measured one, with at least two sites measuring, is a `carrier_down`. Down from some sites and up from others: each down line is that
   site's own fault (its line or its device), a `line_down` naming the sites
   where the carrier answers. Down from the only site that uses the carrier:
   `ambiguous` (the line or the carrier, nothing to compare with).
@@ -20,6 +19,10 @@ Rules:
   the sites that cannot reach it get a `site_path_down` finding: the fault
   is on their path, not at the far end.
 - A component only one site measured keeps that site's verdict.
+- Severity follows the sites' own rule: a down line whose group still carries
+  traffic (failed over) is a warning; a line whose site lost its traffic, or
+  that is in no group, is critical. A carrier finding takes the worst of its
+  lines.
 - `unknown` is never evidence: a site that could not measure a component is
   left out of the comparison, and said so.
 - Reports taken far apart in time (more than `max_skew_s`) are compared
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from netprobe.diagnosis.model import GroupVerdict, Severity, State, Status
+from netprobe.diagnosis.model import GroupVerdict, Severity, State, Status, Verdict
 
 MERGE_SCHEMA = "netprobe.merge/1"
 DEFAULT_MAX_SKEW_S = 300.0
@@ -336,12 +339,13 @@ def _carriers(sites: Sequence[SiteReport]
         if carrier is None:  # no carrier known: each line stands alone
             for s, c in lines:
                 if c.state == State.DOWN:
-                    findings.append(_line_finding(s, c, Severity.CRITICAL, "line_down",
+                    findings.append(_line_finding(s, c, _line_severity(s, c.name), "line_down",
                                                   f"{s.vantage}: line {c.name} is down "
                                                   f"({c.reason}); its carrier is not known, so "
                                                   "no other site can be compared."))
             continue
         sightings = tuple(Sighting(s.vantage, c.name, c.state, c.reason) for s, c in lines)
+        severity = _worst(_line_severity(s, c.name) for s, c in lines if c.state == State.DOWN)
         measured = _measured(sightings)
         down = [x for x in measured if x.state == State.DOWN]
         alive = [x for x in measured if x.state != State.DOWN]
@@ -363,7 +367,7 @@ def _carriers(sites: Sequence[SiteReport]
             verdict = CarrierVerdict.DOWN
             reason = f"down from every site that uses it: {line_list}"
             findings.append(MergeFinding(
-                Severity.CRITICAL, "carrier_down", tuple(x.name for x in down),
+                severity, "carrier_down", tuple(x.name for x in down),
                 tuple(down_sites),
                 f"{carrier} is down for every site that uses it: {line_list} answer nothing "
                 f"({len(down_sites)} sites){blind_note}; this is the carrier's failure, not a "
@@ -372,7 +376,7 @@ def _carriers(sites: Sequence[SiteReport]
             verdict = CarrierVerdict.AMBIGUOUS
             reason = f"down, and only {down_sites[0]} measured a line of it"
             findings.append(MergeFinding(
-                Severity.CRITICAL, "ambiguous", tuple(x.name for x in down), tuple(down_sites),
+                severity, "ambiguous", tuple(x.name for x in down), tuple(down_sites),
                 f"{line_list} ({carrier}) is down and no other site measured a line of "
                 f"{carrier}{blind_note}: the site's line and the whole carrier cannot be told "
                 "apart.", evidence))
@@ -384,12 +388,30 @@ def _carriers(sites: Sequence[SiteReport]
             for s, c in lines:
                 if c.state == State.DOWN:
                     findings.append(_line_finding(
-                        s, c, Severity.CRITICAL, "line_down",
+                        s, c, _line_severity(s, c.name), "line_down",
                         f"{s.vantage}: line {c.name} ({carrier}) is down ({c.reason}) while "
                         f"{carrier} answers from {up_from}: the fault is {s.vantage}'s own line "
                         "or its device, not the carrier."))
         views.append(CarrierView(carrier, verdict, sightings, reason))
     return views, findings, comps
+
+
+_CARRYING = frozenset({Verdict.NOMINAL, Verdict.REDUNDANCY_LOST, Verdict.FAILED_OVER,
+                       Verdict.FAILBACK_PENDING})
+
+
+def _line_severity(site: SiteReport, line: str) -> Severity:
+    """As in one site's report: a down line whose group still carries traffic is a
+    warning (the group's finding says what it costs); otherwise critical."""
+    group = next((g for g in site.groups if line in g.lines), None)
+    return Severity.WARNING if group is not None and group.verdict in _CARRYING \
+        else Severity.CRITICAL
+
+
+def _worst(sevs: Iterable[Severity]) -> Severity:
+    sevs = list(sevs)
+    return Severity.CRITICAL if Severity.CRITICAL in sevs else \
+        Severity.WARNING if Severity.WARNING in sevs else Severity.INFO
 
 
 def _line_finding(s: SiteReport, c: SiteComponent, sev: Severity, kind: str,
