@@ -328,3 +328,18 @@ def test_hop_check_traces_stay_out_of_the_probe_metrics() -> None:
     shown = without_hop_checks(report)
     assert "dc-app/trace" not in {r.id for r in shown.evidence.results}
     assert shown.diagnosis == report.diagnosis
+
+
+def test_health_turns_503_when_cycles_stop_and_report_waits_for_the_first() -> None:
+    from netprobe.serve import ServeApp, ServeOptions, ServeState
+
+    state = ServeState(make_topology(), "c.yaml", ServeOptions(interval_s=1.0))
+    app = ServeApp(state)
+    env = {"REQUEST_METHOD": "GET"}
+    assert app.route({**env, "PATH_INFO": "/-/healthy"})[0] == "200 OK"
+    status, _, body = app.route({**env, "PATH_INFO": "/report.json"})
+    assert status.startswith("503") and b"no cycle has finished yet" in body
+    state.started_monotonic -= 60  # a minute without a cycle: 3 intervals + 1 s timeout + 5 s
+    status, _, body = app.route({**env, "PATH_INFO": "/-/healthy"})
+    assert status.startswith("503") and b"no probe cycle finished for 60 s" in body
+    assert app.route({"REQUEST_METHOD": "POST", "PATH_INFO": "/metrics"})[0].startswith("405")
