@@ -556,9 +556,13 @@ def serve(
     probe_timeout: Annotated[str, typer.Option(
         "--probe-timeout", metavar="DURATION", help="Bound on a /probe scrape when Prometheus "
         "sends no scrape timeout; with one, the smaller wins, less 0.5 s.")] = "10s",
-    fail_on: FailOnOpt = "warning",
+    fail_on: Annotated[str, typer.Option(
+        "--fail-on", metavar="LEVEL", help="Lowest severity that counts in each report's "
+        "status (netprobe_run_status): warning or critical.")] = "warning",
     rate: RateOpt = 2000.0,
-    no_trace: NoTraceOpt = False,
+    no_trace: Annotated[bool, typer.Option(
+        "--no-trace", help="No hop check in the cycles and no traces in /probe (the active "
+        "line of each group stays unknown).")] = False,
     history: Annotated[Path | None, typer.Option(
         "--history", metavar="DB", help="Append a run to this SQLite history once per window "
         "(windows do not overlap, so every attempt is stored once).", show_default=False)] = None,
