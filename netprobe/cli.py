@@ -459,7 +459,7 @@ def merge(
 @app.command()
 @handles_errors
 def history(
-    db: Annotated[Path, typer.Argument(help="SQLite database written by `check --history`.",
+    db: Annotated[Path, typer.Argument(help="SQLite database written by `check --history` or `serve --history`.",
                                        metavar="DB", show_default=False)],
     since: Annotated[str | None, typer.Option(
         "--since", metavar="WINDOW", help="Only runs in this window, e.g. 24h or 7d.", show_default=False)] = None,
