@@ -223,6 +223,15 @@ scrape_configs:
             assert float(query(prom_at, 'netprobe:carrier_down{carrier="carrier-b"}')
                          [0]["value"][1]) == 0.0
             assert not query(prom_at, "netprobe:site_line_down")
+            # the two exporters' latest reports merge to the same verdict
+            for name, at in (("office", office_at), ("branch", branch_at)):
+                with urllib.request.urlopen(f"http://{at}/report.json", timeout=5) as resp:
+                    (tmp_path / f"{name}.json").write_bytes(resp.read())
+            proc = subprocess.run([sys.executable, "-m", "netprobe", "merge",
+                                   str(tmp_path / "office.json"), str(tmp_path / "branch.json"),
+                                   "-f", "json"], capture_output=True, text=True, timeout=60,
+                                  cwd=REPO)
+            assert carrier_verdicts(json.loads(proc.stdout))["carrier-a"] == "down", proc.stdout
         finally:
             lab.heal()
         wait_for(prom_at, 'netprobe:carrier_down{carrier="carrier-a"}', 0.0)
