@@ -58,7 +58,9 @@ class NullProgress:
 def task_budget_s(task: ProbeTask, attempts: int | None = None) -> float:
     """The longest a well-behaved probe of this task may take, plus slack."""
     n = task.attempts if attempts is None else attempts
-    return n * task.interval_s + task.timeout_s * (2 if task.kind == "trace" else 1) + 1.0
+    extra = getattr(get_probe(task.kind), "extra_budget_s", None)
+    return (n * task.interval_s + task.timeout_s * (2 if task.kind == "trace" else 1) + 1.0
+            + task.late_grace_s + (float(extra(task)) if extra else 0.0))
 
 
 def packets_of(task: ProbeTask) -> int:
@@ -68,9 +70,11 @@ def packets_of(task: ProbeTask) -> int:
 
 
 def needs_confirmation(result: ProbeResult, options: RunOptions) -> bool:
-    """Silence is the one answer loss can fake; a RST or an unreachable is definite."""
+    """Silence is the one answer loss can fake; a RST or an unreachable is definite,
+    and so is an ICMP error that came late (it says where the packets died)."""
     return (options.confirm_attempts > 0 and result.measured and result.received == 0
-            and result.error == ProbeError.TIMEOUT and result.sent > 0)
+            and result.error == ProbeError.TIMEOUT and result.sent > 0
+            and not result.detail.get("late_errors"))
 
 
 def merge_confirmation(first: ProbeResult, again: ProbeResult) -> ProbeResult:
@@ -89,12 +93,18 @@ def merge_confirmation(first: ProbeResult, again: ProbeResult) -> ProbeResult:
         sent=first.sent + again.sent,
         notices=first.notices + again.notices,
         message=note if again.message is None else f"{again.message} ({note})",
-        detail={**again.detail, "confirmation": {"first_sent": first.sent,
+        detail={**again.detail, **_late_errors(first, again),
+                "confirmation": {"first_sent": first.sent,
                                                  "sent": again.sent,
                                                  "received": again.received}},
         started_at=first.started_at,
         duration_s=None if first.duration_s is None or again.duration_s is None
         else first.duration_s + again.duration_s)
+
+
+def _late_errors(*results: ProbeResult) -> dict:
+    late = [e for r in results for e in r.detail.get("late_errors") or ()]
+    return {"late_errors": late} if late else {}
 
 
 def probe_phase(kind: str) -> int:
