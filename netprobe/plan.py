@@ -14,7 +14,6 @@ from netprobe.config import DnsSpec, IcmpSpec, TcpSpec, TraceSpec
 from netprobe.probes.interface import ProbeTask
 from netprobe.topology import Topology, service_name
 
-
 # How long an ICMP probe that heard nothing keeps listening for late ICMP
 # errors: Linux gives up resolving a dead next hop after 3 solicitations 1 s
 # apart, then its "host unreachable" is on the way (routers are alike).
