@@ -22,6 +22,7 @@ VERDICT_SEVERITY: dict[Verdict, Severity | None] = {
     Verdict.FAILBACK_PENDING: Severity.WARNING,
     Verdict.FAILOVER_FAILED: Severity.CRITICAL,
     Verdict.DOWN: Severity.CRITICAL,
+    Verdict.AMBIGUOUS: Severity.WARNING,
     Verdict.UNKNOWN: None,
 }
 
