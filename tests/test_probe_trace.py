@@ -220,6 +220,42 @@ def test_silent_router_is_a_gap_not_the_end(chain: Chain):
     assert result.reached is True
     assert hop_addresses(result) == [R1_IN, None, DST]
     assert result.detail["hops"][1]["rtt_ms"] is None
+    # asked again (a rate limit would have refilled), and it stayed silent
+    assert result.detail["retried"] == [2] and result.detail["silent"] == [2]
+    assert result.detail["hops"][1]["retried"] is True
+    assert result.detail["packets_sent"] == 8 * 2 + 2  # the burst, then one per round
+
+
+def _spend_icmp_budget(chain: Chain, count: int = 10) -> None:
+    """Make r2 send `count` errors to h0 (UDP to an address r2 has no route for),
+    so its per-destination ICMP budget is empty."""
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(count):
+                s.sendto(b"x", ("203.0.113.9", 9))
+    run_in_netns(chain.h0, send)
+    time.sleep(0.1)  # the errors are on their way back
+
+
+@pytest.mark.root
+def test_rate_limited_router_is_heard_on_a_retry(chain: Chain):
+    # r2 limits its ICMP errors as Linux does by default: a burst of 6 per
+    # destination, then one a second. Spent, it has nothing for the first burst.
+    system.set_sysctls(chain.r2, [("net.ipv4.icmp_ratelimit", "1000")])
+    _spend_icmp_budget(chain)
+    without = run_trace(trace_task(DST, "icmp", timeout_s=0.5, queries=1, retries=0), chain.h0)
+    assert hop_addresses(without) == [R1_IN, None, DST]
+    assert "retried" not in without.detail
+    _spend_icmp_budget(chain)
+    t0 = time.monotonic()
+    result = run_trace(trace_task(DST, "icmp", timeout_s=0.5, queries=1), chain.h0)
+    elapsed_s = time.monotonic() - t0
+    assert hop_addresses(result) == [R1_IN, R2_IN, DST]
+    assert result.detail["retried"] == [2] and result.detail["silent"] == []
+    assert result.detail["hops"][1]["retried"] is True
+    assert result.detail["hops"][0].get("retried") is None
+    # one round was enough: back-off, one packet, its answer; not a second round
+    assert elapsed_s < 0.5 + 1.1 + 0.5 + 1.0
 
 
 @pytest.mark.root
@@ -243,7 +279,10 @@ def test_silent_destination_times_out_after_the_last_router(chain: Chain):
     assert result.reached is False and result.error == ProbeError.TIMEOUT
     assert hop_addresses(result) == [R1_IN, R2_IN]
     assert "198.51.100.2 at hop 2" in (result.message or "")
-    assert elapsed_s < 0.5 + 2.0  # waited for the timeout, not much longer
+    # waited for the timeout and two retry rounds of the hops past the last
+    # answer (a rate-limited router looks the same at first), not much longer
+    assert elapsed_s < 0.5 + 2 * (1.1 + 0.5) + 2.0
+    assert result.detail["retried"] == [3, 4] and result.detail["silent"] == [3, 4]
     assert result.sent == 1 and result.rtts_ms == ()
 
 

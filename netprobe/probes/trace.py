@@ -22,6 +22,14 @@ comes from the kernel's own route lookup, so scapy's routing table (read at
 import, maybe in another namespace) is never used. Raw sockets need
 CAP_NET_RAW, which `preflight` checks without sending anything.
 
+Routers rate-limit the ICMP errors they send (Linux: a burst of about 6, then
+1 a second per destination), so a burst of traces can leave a router silent
+that answers fine a second later. TTLs left unanswered (below the end of the
+path, or a few past the last answer when the end is unknown) are retried,
+one packet per TTL, after a back-off longer than such a refill, for at most
+`retries` rounds (default 2): `detail["retried"]` lists the TTLs retried and
+`detail["silent"]` those that stayed silent.
+
 The result is one attempt (`sent=1`): `reached` says whether the destination
 answered, `rtts_ms` holds its answer's RTT, and `detail["hops"]` lists every
 TTL up to the destination (or the last router that answered), silent hops as
@@ -53,10 +61,18 @@ MAX_HOPS_LIMIT = 64
 DEFAULT_QUERIES = 2  # packets per TTL
 MAX_QUERIES = 3
 SETTLE_S = 0.05  # after the timeout, for answers already on their way up the stack
+# Retries of silent TTLs: after a back-off longer than a rate-limiting router's
+# refill (Linux: one error a second), one packet per silent TTL a round, a few
+# milliseconds apart, so no router gets a burst.
+DEFAULT_RETRIES = 2
+MAX_RETRIES = 3
+RETRY_BACKOFF_S = 1.1
+RETRY_PACE_S = 0.005
+RETRY_TAIL = 2  # TTLs past the last answer worth retrying when the end is not known
 # Source ports for TCP/UDP traces: above Linux's default ephemeral range
 # (32768-60999), so they do not collide with the kernel's own connections.
 PORT_FLOOR = 61000
-SLOT_WIDTH = MAX_HOPS_LIMIT * MAX_QUERIES
+SLOT_WIDTH = MAX_HOPS_LIMIT * (MAX_QUERIES + MAX_RETRIES)
 PORT_SLOTS = (65535 - PORT_FLOOR) // SLOT_WIDTH
 _slots = itertools.count(random.randrange(PORT_SLOTS))
 
@@ -107,17 +123,37 @@ class _Session:
     queries: int
     port_base: int
     ident: int
-    # packet number n (0-based) goes out with TTL n % max_hops + 1
+    retries: int = 0  # rounds of retries of silent TTLs
+    # packet number n (0-based) goes out with TTL n % max_hops + 1; numbers from
+    # max_hops * queries on are the retries' (one per TTL and round)
     sent_at: dict[int, float] = field(default_factory=dict)  # number -> wall clock
     hops: dict[int, _Answer] = field(default_factory=dict)  # routers' answers
     arrivals: dict[int, _Answer] = field(default_factory=dict)  # the destination's answers
     unreachable_at: int | None = None  # lowest TTL a router said "unreachable" for
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    want: frozenset[int] = frozenset()  # the TTLs a retry round waits for
+    retried: set[int] = field(default_factory=set)
 
     # -- building -----------------------------------------------------------
     @property
     def count(self) -> int:
+        """Numbers a packet of this trace may carry (first burst and retries)."""
+        return self.max_hops * (self.queries + self.retries)
+
+    @property
+    def first_burst(self) -> int:
         return self.max_hops * self.queries
+
+    def retry_number(self, ttl: int, round_index: int) -> int:
+        return self.max_hops * (self.queries + round_index) + ttl - 1
+
+    def silent_ttls(self) -> list[int]:
+        """TTLs worth asking again: unanswered ones before the end of the path
+        (or up to a few past the last answer, when the end is not known)."""
+        ends = [t for t in (self.destination_ttl, self.unreachable_at) if t is not None]
+        last = (min(ends) - 1 if ends
+                else min(self.max_hops, max(self.hops, default=0) + RETRY_TAIL))
+        return [t for t in range(1, last + 1) if t not in self.hops]
 
     def ttl_of(self, number: int) -> int:
         return number % self.max_hops + 1
@@ -225,7 +261,8 @@ class _Session:
         """Stop early once nothing more can be learnt: the end of the path is known
         and every TTL before it has answered."""
         ends = [t for t in (self.destination_ttl, self.unreachable_at) if t is not None]
-        if ends and all(t in self.hops for t in range(1, min(ends))):
+        path_complete = ends and all(t in self.hops for t in range(1, min(ends)))
+        if path_complete or (self.want and all(t in self.hops for t in self.want)):
             self.done.set()
 
     # -- the outcome ----------------------------------------------------------
@@ -244,8 +281,11 @@ class _Session:
         hops = []
         for ttl in range(1, last + 1):
             answer = self.arrivals[ttl] if ttl == dest else self.hops.get(ttl)
-            hops.append({"ttl": ttl, "address": answer.address if answer else None,
-                         "rtt_ms": round(answer.rtt_ms, 3) if answer else None})
+            hop = {"ttl": ttl, "address": answer.address if answer else None,
+                   "rtt_ms": round(answer.rtt_ms, 3) if answer else None}
+            if ttl in self.retried:
+                hop["retried"] = True
+            hops.append(hop)
         return hops
 
     def notices(self) -> tuple[IcmpNotice, ...]:
@@ -271,9 +311,15 @@ class TraceProbe:
     phase = 1  # after the measuring probes: see Probe.phase
 
     def packets(self, task: ProbeTask) -> int:
-        """Packets one trace sends (the executor's pacing budget counts them)."""
-        max_hops = int(task.params.get("max_hops", DEFAULT_MAX_HOPS))
-        return max(1, min(MAX_HOPS_LIMIT, max_hops)) * int(task.params.get("queries", DEFAULT_QUERIES))
+        """Packets one trace sends (the executor's pacing budget counts them),
+        at most: its first burst and one packet per TTL per retry round."""
+        max_hops = max(1, min(MAX_HOPS_LIMIT, int(task.params.get("max_hops", DEFAULT_MAX_HOPS))))
+        return max_hops * (int(task.params.get("queries", DEFAULT_QUERIES)) + _retries(task))
+
+    def extra_budget_s(self, task: ProbeTask) -> float:
+        """Time the retry rounds may add to a trace (the executor's budget)."""
+        return _retries(task) * (RETRY_BACKOFF_S + task.timeout_s + SETTLE_S
+                                 + MAX_HOPS_LIMIT * RETRY_PACE_S)
 
     def preflight(self, tasks: list[ProbeTask]) -> str | None:
         try:
@@ -290,6 +336,7 @@ class TraceProbe:
         port = task.port if task.port is not None else DEFAULT_PORTS.get(protocol)
         max_hops = max(1, min(MAX_HOPS_LIMIT, int(task.params.get("max_hops", DEFAULT_MAX_HOPS))))
         queries = max(1, min(MAX_QUERIES, int(task.params.get("queries", DEFAULT_QUERIES))))
+        retries = _retries(task)
         detail: dict[str, Any] = {"protocol": protocol, "port": port, "max_hops": max_hops,
                                   "queries": queries, "hops": [], "destination_reached": False}
 
@@ -318,7 +365,7 @@ class TraceProbe:
         session = _Session(target=task.address, source=source, protocol=protocol, port=port,
                            max_hops=max_hops, queries=queries,
                            port_base=PORT_FLOOR + slot * SLOT_WIDTH,
-                           ident=random.getrandbits(16))
+                           ident=random.getrandbits(16), retries=retries)
         loop = asyncio.get_running_loop()
         sockets: list[socket.socket] = []
         try:
@@ -335,8 +382,8 @@ class TraceProbe:
                 rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 loop.add_reader(rx.fileno(), _drain, rx, handler)
             # scapy is slow (milliseconds a packet): build off the event loop
-            packets = await asyncio.to_thread(
-                lambda: [(n, session.packet(inet, n)) for n in range(session.count)])
+            packets = await asyncio.to_thread(_build, session, inet,
+                                              list(range(session.first_burst)))
             send_error: OSError | None = None
             for number, packet in packets:
                 await ctx.rate.take(1)
@@ -350,6 +397,8 @@ class TraceProbe:
             if session.sent_at:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(session.done.wait(), task.timeout_s + SETTLE_S)
+            if send_error is None and session.sent_at:
+                await _retry_silent(session, inet, tx, task, ctx)
         finally:
             for s in sockets:
                 with contextlib.suppress(Exception):
@@ -358,6 +407,11 @@ class TraceProbe:
 
         detail["hops"] = session.hop_list()
         detail["packets_sent"] = len(session.sent_at)
+        if session.retried:
+            detail["retried"] = sorted(session.retried)
+            # retried and still unanswered (the end of the path, or a router
+            # that never answers: the diagnosis tells them apart)
+            detail["silent"] = [t for t in sorted(session.retried) if t not in session.hops]
         detail["source"] = source
         dest = session.destination_ttl
         notices = session.notices()
@@ -382,6 +436,42 @@ class TraceProbe:
         return result(sent=1, reached=False, error=ProbeError.TIMEOUT,
                       message=f"no answer from {task.address} within {task.timeout_s:g} s; "
                       f"{last}")
+
+
+def _build(session: _Session, inet: Any, numbers: list[int]) -> list[tuple[int, bytes]]:
+    return [(n, session.packet(inet, n)) for n in numbers]
+
+
+def _retries(task: ProbeTask) -> int:
+    return max(0, min(MAX_RETRIES, int(task.params.get("retries", DEFAULT_RETRIES))))
+
+
+async def _retry_silent(session: _Session, inet: Any, tx: socket.socket, task: ProbeTask,
+                        ctx: ProbeContext) -> None:
+    """Ask the silent TTLs again, `session.retries` rounds at most, each after a
+    back-off that lets a rate-limiting router's budget refill."""
+    for round_index in range(session.retries):
+        silent = session.silent_ttls()
+        if not silent:
+            return
+        await asyncio.sleep(RETRY_BACKOFF_S)
+        numbers = [session.retry_number(ttl, round_index) for ttl in silent]
+        packets = await asyncio.to_thread(_build, session, inet, numbers)
+        session.want = frozenset(silent)
+        session.done.clear()
+        for i, (number, packet) in enumerate(packets):
+            if i:
+                await asyncio.sleep(RETRY_PACE_S)
+            await ctx.rate.take(1)
+            session.sent_at[number] = time.time()
+            session.retried.add(session.ttl_of(number))
+            try:
+                tx.sendto(packet, (task.address, 0))
+            except OSError:  # the first burst went out: a refusal now is not news
+                del session.sent_at[number]
+                return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.done.wait(), task.timeout_s + SETTLE_S)
 
 
 def _drain(sock: socket.socket, handler: Any) -> None:
