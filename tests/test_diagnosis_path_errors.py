@@ -137,7 +137,7 @@ def test_a_line_router_that_never_answers_a_trace_is_ambiguous_not_unknown(topo)
     assert g.candidates == ("leased-a", "broadband-b")
     f = next(f for f in d.findings if f.kind == FindingKind.AMBIGUOUS)
     assert f.severity == Severity.WARNING
-    assert "dc-app/trace silent at hop 2" in f.summary
+    assert "dc-app/trace, intra-dns/trace silent at hop 2" in f.summary
     assert "leased-a or broadband-b" in f.summary
     assert set(f.components) == {"dc-wan", "leased-a", "broadband-b"}
 

@@ -133,7 +133,7 @@ class _Group:
         """Routers that forwarded the traces but did not answer them (a silent hop
         before one that answered): 'dc-app/trace silent at hop 2 after retries'.
         A trace that stops dead is not this: nothing after it says it forwarded."""
-        parts = []
+        by_gap: dict[str, list[str]] = {}  # the same gap in several traces: said once
         for v in self.act.votes:
             if v.by != "trace":
                 continue
@@ -144,8 +144,9 @@ class _Group:
                       and (h.get("ttl") or 0) < last]
             if silent:
                 again = " after retries" if detail.get("retried") else ""
-                parts.append(f"{v.probe_id} silent at hop {either(str(t) for t in silent)}{again}")
-        return "; ".join(dict.fromkeys(parts))
+                gap = f"silent at hop {either(str(t) for t in silent)}{again}"
+                by_gap.setdefault(gap, []).append(v.probe_id)
+        return "; ".join(f"{names(dict.fromkeys(ids))} {gap}" for gap, ids in by_gap.items())
 
     def _detail(self, probe_id: str) -> dict:
         for p in self.loc.probes:
@@ -346,10 +347,12 @@ def _without_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, Stat
         silent = c.silent_text()
         if c.traffic_ok and silent and len(cands) > 1:
             summary = (f"which line of {g.name} carries traffic cannot be told apart: "
-                       f"{either(cands)} ({silent}, where the active line's router would answer, "
-                       f"and no ICMP error came from a line's hop); {names(ok_targets)} behind "
+                       f"{either(cands)}. A router that forwards but never sends time-exceeded "
+                       f"hides it: {silent}, where the active line's router would answer, and "
+                       f"no ICMP error came from a line's hop; {names(ok_targets)} behind "
                        f"{g.name} answer{'s' if len(ok_targets) == 1 else ''}.")
-            return (Verdict.AMBIGUOUS, f"traffic flows, but {either(cands)} both fit ({silent})",
+            return (Verdict.AMBIGUOUS, f"traffic flows, on {either(cands)}: cannot be told apart "
+                    f"({silent})",
                     None, [Finding(Severity.WARNING, FindingKind.AMBIGUOUS,
                                    (g.name, *cands), summary, c.evidence)])
         return (Verdict.UNKNOWN, f"{why}; cannot tell which line carries traffic", None,

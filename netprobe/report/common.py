@@ -36,6 +36,16 @@ STATE_SEVERITY: dict[State, Severity | None] = {
 SEVERITY_ORDER: dict[Severity, int] = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
+def active_text(g: GroupVerdict) -> str:
+    """The active line for a person: its name, the candidates ('a or b?') when
+    the evidence fits more than one, else 'not known'."""
+    if g.active:
+        return g.active
+    if g.candidates:
+        return f"{' or '.join(g.candidates)}?"
+    return "not known"
+
+
 def counts_as_failure(severity: Severity | None, fail_on: Severity) -> bool:
     """Does a problem of this severity fail the run under `--fail-on`?"""
     if severity == Severity.CRITICAL:
