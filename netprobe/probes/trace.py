@@ -13,6 +13,9 @@ Protocols (`task.params["protocol"]`):
 
 Each packet carries its number (hence its TTL) where an ICMP error quotes it
 back: the TCP/UDP source port (base + number) or the ICMP sequence number.
+IPv6 works the same way (hop limit for TTL, ICMPv6 errors); an IPv6 raw
+socket delivers packets without their IP header, so the source comes from
+the socket address instead.
 Sending and receiving use raw sockets on the asyncio loop (no blocking `sr`).
 scapy, imported on first use, builds the packets in a worker thread (it takes
 milliseconds a packet); answers are dissected by hand, because the receiving
@@ -53,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
+from netprobe.packets import describe_icmp
 from netprobe.probes.interface import ProbeContext, ProbeTask
 
 DEFAULT_PORTS = {"tcp": 80, "udp": 33434, "icmp": None}
@@ -77,13 +81,12 @@ PORT_SLOTS = (65535 - PORT_FLOOR) // SLOT_WIDTH
 _slots = itertools.count(random.randrange(PORT_SLOTS))
 
 ICMP_ECHO_REPLY, ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED = 0, 3, 11
+ICMP6_UNREACHABLE, ICMP6_TIME_EXCEEDED, ICMP6_ECHO_REPLY = 1, 3, 129
 TCP_SYN, TCP_RST = 0x02, 0x04
+PROTO_NUMBER = {"tcp": 6, "udp": 17, "icmp": 1}
 # Kernel receive timestamps, so an RTT does not include the time the event loop
 # took to get to the packet (the value of SO_TIMESTAMPNS on Linux).
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-UNREACHABLE_CODES = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable",
-                     3: "port unreachable", 4: "fragmentation needed", 9: "net prohibited",
-                     10: "host prohibited", 13: "administratively prohibited"}
 
 PERMISSION_MESSAGE = (
     "trace needs raw sockets (CAP_NET_RAW): run netprobe as root, or give the capability "
@@ -93,14 +96,17 @@ PERMISSION_MESSAGE = (
 
 
 def _scapy() -> Any:
-    """scapy's IPv4 layers, imported on first use with its chatter silenced."""
+    """scapy's IP layers (`.inet`, `.inet6`), imported on first use with its
+    chatter silenced."""
     logging.getLogger("scapy").setLevel(logging.ERROR)
+    from types import SimpleNamespace
+
     from scapy import config
-    from scapy.layers import inet
+    from scapy.layers import inet, inet6
 
     config.conf.verb = 0
     logging.getLogger("scapy").setLevel(logging.ERROR)
-    return inet
+    return SimpleNamespace(inet=inet, inet6=inet6)
 
 
 @dataclass
@@ -124,6 +130,7 @@ class _Session:
     port_base: int
     ident: int
     retries: int = 0  # rounds of retries of silent TTLs
+    version: int = 4  # IP version of the target
     # packet number n (0-based) goes out with TTL n % max_hops + 1; numbers from
     # max_hops * queries on are the retries' (one per TTL and round)
     sent_at: dict[int, float] = field(default_factory=dict)  # number -> wall clock
@@ -158,10 +165,17 @@ class _Session:
     def ttl_of(self, number: int) -> int:
         return number % self.max_hops + 1
 
-    def packet(self, inet: Any, number: int) -> bytes:
-        ip = inet.IP(src=self.source, dst=self.target, ttl=self.ttl_of(number),
-                     id=(self.ident + number) & 0xFFFF)
-        if self.protocol == "tcp":
+    def packet(self, layers: Any, number: int) -> bytes:
+        inet = layers.inet
+        if self.version == 6:
+            ip = layers.inet6.IPv6(src=self.source, dst=self.target, hlim=self.ttl_of(number))
+        else:
+            ip = inet.IP(src=self.source, dst=self.target, ttl=self.ttl_of(number),
+                         id=(self.ident + number) & 0xFFFF)
+        if self.protocol == "icmp" and self.version == 6:
+            l4 = layers.inet6.ICMPv6EchoRequest(id=self.ident, seq=number + 1,
+                                                data=b"netprobe" + bytes(24))
+        elif self.protocol == "tcp":
             l4 = inet.TCP(sport=self.port_base + number, dport=self.port, flags="S",
                           seq=random.getrandbits(32), window=64240, options=[("MSS", 1460)])
         elif self.protocol == "udp":
@@ -176,7 +190,7 @@ class _Session:
         number = value - base
         return number if 0 <= number < self.count else None
 
-    def on_icmp(self, data: bytes, now: float) -> None:
+    def on_icmp(self, data: bytes, now: float, addr: Any = None) -> None:
         """An ICMP packet (IP header included); dissected by hand, because this
         socket sees every ICMP packet of the host and runs on the event loop."""
         if len(data) < 28:
@@ -184,37 +198,64 @@ class _Session:
         ihl = (data[0] & 0x0F) * 4
         if len(data) < ihl + 8:
             return
-        icmp_type, icmp_code = data[ihl], data[ihl + 1]
+        icmp_type = data[ihl]
         source = socket.inet_ntoa(data[12:16])
         if icmp_type == ICMP_ECHO_REPLY:
-            ident, seq = struct.unpack_from("!HH", data, ihl + 4)
-            number = self._number(seq, 1)
-            if self.protocol == "icmp" and source == self.target and ident == self.ident \
-                    and number is not None:
-                self._arrived(number, source, now)
+            self._echo_reply(data, ihl, source, now)
+        elif icmp_type in (ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED):
+            inner = ihl + 8  # the quoted header of the packet that failed
+            if len(data) < inner + 20:
+                return
+            l4 = inner + (data[inner] & 0x0F) * 4
+            if socket.inet_ntoa(data[inner + 16:inner + 20]) != self.target:
+                return
+            self._error(data, l4, data[inner + 9], source, icmp_type == ICMP_UNREACHABLE,
+                        icmp_type, data[ihl + 1], now)
+
+    def on_icmp6(self, data: bytes, now: float, addr: Any = None) -> None:
+        """An ICMPv6 message (no IP header: a raw IPv6 socket strips it); the
+        sender is the socket address."""
+        if len(data) < 8 or not addr:
             return
-        if icmp_type not in (ICMP_UNREACHABLE, ICMP_TIME_EXCEEDED):
+        source = _norm6(addr[0])
+        icmp_type = data[0]
+        if icmp_type == ICMP6_ECHO_REPLY:
+            self._echo_reply(data, 0, source, now)
+        elif icmp_type in (ICMP6_UNREACHABLE, ICMP6_TIME_EXCEEDED):
+            inner = 8  # the quoted IPv6 header (no extension headers: we sent none)
+            if len(data) < inner + 40:
+                return
+            if socket.inet_ntop(socket.AF_INET6, data[inner + 24:inner + 40]) != self.target:
+                return
+            self._error(data, inner + 40, data[inner + 6], source,
+                        icmp_type == ICMP6_UNREACHABLE, icmp_type, data[1], now)
+
+    def _echo_reply(self, data: bytes, off: int, source: str, now: float) -> None:
+        if len(data) < off + 8:
             return
-        inner = ihl + 8  # the quoted header of the packet that failed
-        if len(data) < inner + 20:
-            return
-        inner_ihl = (data[inner] & 0x0F) * 4
-        inner_proto = data[inner + 9]
-        l4 = inner + inner_ihl
-        if socket.inet_ntoa(data[inner + 16:inner + 20]) != self.target or len(data) < l4 + 8:
+        ident, seq = struct.unpack_from("!HH", data, off + 4)
+        number = self._number(seq, 1)
+        if self.protocol == "icmp" and source == self.target and ident == self.ident \
+                and number is not None:
+            self._arrived(number, source, now)
+
+    def _error(self, data: bytes, l4: int, inner_proto: int, source: str, unreachable: bool,
+               icmp_type: int, icmp_code: int, now: float) -> None:
+        """An ICMP error quoting one of our packets (its layer 4 header at `l4`)."""
+        if len(data) < l4 + 8:
             return
         number: int | None = None
-        if (self.protocol, inner_proto) in (("tcp", 6), ("udp", 17)):
+        if self.protocol in ("tcp", "udp") and inner_proto == PROTO_NUMBER[self.protocol]:
             sport, dport = struct.unpack_from("!HH", data, l4)
             if dport == self.port:
                 number = self._number(sport, self.port_base)
-        elif self.protocol == "icmp" and inner_proto == 1:
+        elif self.protocol == "icmp" and inner_proto == (58 if self.version == 6 else 1):
             ident, seq = struct.unpack_from("!HH", data, l4 + 4)
             if ident == self.ident:
                 number = self._number(seq, 1)
         if number is None:
             return
-        if icmp_type == ICMP_UNREACHABLE and source == self.target:
+        if unreachable and source == self.target:
             # the destination itself answered (a UDP trace's port unreachable)
             self._arrived(number, source, now, icmp_type, icmp_code)
             return
@@ -225,16 +266,21 @@ class _Session:
             self.hops[ttl] = _Answer(source, rtt_ms, icmp_type, icmp_code)
         elif known.address == source and rtt_ms < known.rtt_ms:
             known.rtt_ms = rtt_ms  # the best of the queries, as traceroute's min
-        if icmp_type == ICMP_UNREACHABLE and (self.unreachable_at is None
-                                              or ttl < self.unreachable_at):
+        if unreachable and (self.unreachable_at is None or ttl < self.unreachable_at):
             self.unreachable_at = ttl
         self._check_done()
 
-    def on_tcp(self, data: bytes, now: float) -> None:
-        """A TCP segment (IP header included): a SYN-ACK or RST from the target."""
-        if len(data) < 40 or socket.inet_ntoa(data[12:16]) != self.target:
-            return
-        ihl = (data[0] & 0x0F) * 4
+    def on_tcp(self, data: bytes, now: float, addr: Any = None) -> None:
+        """A TCP segment (IPv4: IP header included; IPv6: not, the sender is the
+        socket address): a SYN-ACK or RST from the target."""
+        if self.version == 6:
+            if not addr or _norm6(addr[0]) != self.target:
+                return
+            ihl = 0
+        else:
+            if len(data) < 40 or socket.inet_ntoa(data[12:16]) != self.target:
+                return
+            ihl = (data[0] & 0x0F) * 4
         if len(data) < ihl + 14:
             return
         sport, dport = struct.unpack_from("!HH", data, ihl)
@@ -289,19 +335,29 @@ class _Session:
         return hops
 
     def notices(self) -> tuple[IcmpNotice, ...]:
+        unreachable = ICMP6_UNREACHABLE if self.version == 6 else ICMP_UNREACHABLE
+        family = socket.AF_INET6 if self.version == 6 else socket.AF_INET
         seen: dict[str, IcmpNotice] = {}
         for ttl in sorted(self.hops):
             a = self.hops[ttl]
-            if a.icmp_type == ICMP_UNREACHABLE and a.address not in seen:
-                seen[a.address] = IcmpNotice(a.address, ICMP_UNREACHABLE, a.icmp_code or 0,
-                                             UNREACHABLE_CODES.get(a.icmp_code or 0,
-                                                                   "destination unreachable"))
+            if a.icmp_type == unreachable and a.address not in seen:
+                seen[a.address] = IcmpNotice(a.address, unreachable, a.icmp_code or 0,
+                                             describe_icmp(family, unreachable, a.icmp_code or 0))
         return tuple(seen.values())
 
 
-def _source_address(target: str, port: int | None) -> str:
+def _norm6(address: str) -> str:
+    """An IPv6 address as inet_ntop writes it (no zone index)."""
+    try:
+        return socket.inet_ntop(socket.AF_INET6,
+                                socket.inet_pton(socket.AF_INET6, address.split("%", 1)[0]))
+    except OSError:
+        return address
+
+
+def _source_address(target: str, port: int | None, family: int = socket.AF_INET) -> str:
     """The address our stack would send from toward `target` (no packet sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.connect((target, port or 9))
         return s.getsockname()[0]
 
@@ -351,45 +407,52 @@ class TraceProbe:
         if protocol not in DEFAULT_PORTS:
             return not_measured(task.id, self.kind, task.target, task.address,
                                 ProbeError.INTERNAL, f"unknown trace protocol {protocol!r}")
-        if ipaddress.ip_address(task.address).version != 4:
-            return not_measured(task.id, self.kind, task.target, task.address,
-                                ProbeError.SKIPPED, "trace over IPv6 is not supported yet")
         try:
-            source = _source_address(task.address, port)
+            version = ipaddress.ip_address(task.address).version
+        except ValueError:
+            return not_measured(task.id, self.kind, task.target, task.address,
+                                ProbeError.RESOLVE, f"{task.address!r} is not an IP address")
+        family = socket.AF_INET6 if version == 6 else socket.AF_INET
+        target = _norm6(task.address) if version == 6 else task.address
+        detail["family"] = f"ipv{version}"
+        try:
+            source = _source_address(target, port, family)
         except OSError as exc:
             return result(sent=1, reached=False, error=ProbeError.NO_ROUTE,
                           message=f"no route to {task.address}: {exc.strerror}")
-        inet = await asyncio.to_thread(_scapy)
+        layers = await asyncio.to_thread(_scapy)
 
         slot = next(_slots) % PORT_SLOTS
-        session = _Session(target=task.address, source=source, protocol=protocol, port=port,
+        session = _Session(target=target, source=source, protocol=protocol, port=port,
                            max_hops=max_hops, queries=queries,
                            port_base=PORT_FLOOR + slot * SLOT_WIDTH,
-                           ident=random.getrandbits(16), retries=retries)
+                           ident=random.getrandbits(16), retries=retries, version=version)
         loop = asyncio.get_running_loop()
         sockets: list[socket.socket] = []
         try:
-            tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            # IPPROTO_RAW: we write the IP header (IPv6 too: the kernel implies it)
+            tx = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
             sockets.append(tx)
-            listeners = [(socket.IPPROTO_ICMP, session.on_icmp)]
+            listeners = ([(socket.IPPROTO_ICMPV6, session.on_icmp6)] if version == 6
+                         else [(socket.IPPROTO_ICMP, session.on_icmp)])
             if protocol == "tcp":
                 listeners.append((socket.IPPROTO_TCP, session.on_tcp))
             for proto, handler in listeners:
-                rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+                rx = socket.socket(family, socket.SOCK_RAW, proto)
                 rx.setblocking(False)
                 rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
                 sockets.append(rx)
                 rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 loop.add_reader(rx.fileno(), _drain, rx, handler)
             # scapy is slow (milliseconds a packet): build off the event loop
-            packets = await asyncio.to_thread(_build, session, inet,
+            packets = await asyncio.to_thread(_build, session, layers,
                                               list(range(session.first_burst)))
             send_error: OSError | None = None
             for number, packet in packets:
                 await ctx.rate.take(1)
                 session.sent_at[number] = time.time()
                 try:
-                    tx.sendto(packet, (task.address, 0))
+                    tx.sendto(packet, (target, 0))
                 except OSError as exc:  # a local refusal (no route, a firewall): data
                     send_error = exc
                     del session.sent_at[number]
@@ -398,7 +461,7 @@ class TraceProbe:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(session.done.wait(), task.timeout_s + SETTLE_S)
             if send_error is None and session.sent_at:
-                await _retry_silent(session, inet, tx, task, ctx)
+                await _retry_silent(session, layers, tx, task, ctx)
         finally:
             for s in sockets:
                 with contextlib.suppress(Exception):
@@ -438,15 +501,15 @@ class TraceProbe:
                       f"{last}")
 
 
-def _build(session: _Session, inet: Any, numbers: list[int]) -> list[tuple[int, bytes]]:
-    return [(n, session.packet(inet, n)) for n in numbers]
+def _build(session: _Session, layers: Any, numbers: list[int]) -> list[tuple[int, bytes]]:
+    return [(n, session.packet(layers, n)) for n in numbers]
 
 
 def _retries(task: ProbeTask) -> int:
     return max(0, min(MAX_RETRIES, int(task.params.get("retries", DEFAULT_RETRIES))))
 
 
-async def _retry_silent(session: _Session, inet: Any, tx: socket.socket, task: ProbeTask,
+async def _retry_silent(session: _Session, layers: Any, tx: socket.socket, task: ProbeTask,
                         ctx: ProbeContext) -> None:
     """Ask the silent TTLs again, `session.retries` rounds at most, each after a
     back-off that lets a rate-limiting router's budget refill."""
@@ -456,7 +519,7 @@ async def _retry_silent(session: _Session, inet: Any, tx: socket.socket, task: P
             return
         await asyncio.sleep(RETRY_BACKOFF_S)
         numbers = [session.retry_number(ttl, round_index) for ttl in silent]
-        packets = await asyncio.to_thread(_build, session, inet, numbers)
+        packets = await asyncio.to_thread(_build, session, layers, numbers)
         session.want = frozenset(silent)
         session.done.clear()
         for i, (number, packet) in enumerate(packets):
@@ -466,7 +529,7 @@ async def _retry_silent(session: _Session, inet: Any, tx: socket.socket, task: P
             session.sent_at[number] = time.time()
             session.retried.add(session.ttl_of(number))
             try:
-                tx.sendto(packet, (task.address, 0))
+                tx.sendto(packet, (session.target, 0))
             except OSError:  # the first burst went out: a refusal now is not news
                 del session.sent_at[number]
                 return
@@ -479,7 +542,7 @@ def _drain(sock: socket.socket, handler: Any) -> None:
     packet with the wall-clock time the kernel received it."""
     for _ in range(256):  # bounded: the loop has other work
         try:
-            data, ancdata, _, _ = sock.recvmsg(65535, socket.CMSG_SPACE(16))
+            data, ancdata, _, addr = sock.recvmsg(65535, socket.CMSG_SPACE(16))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -490,7 +553,7 @@ def _drain(sock: socket.socket, handler: Any) -> None:
                 sec, nsec = struct.unpack_from("@qq", value)
                 received = sec + nsec / 1e9
         with contextlib.suppress(Exception):  # a malformed packet is not our bug to raise
-            handler(data, received)
+            handler(data, received, addr)
 
 
 PROBE = TraceProbe()
