@@ -394,3 +394,26 @@ def test_no_route_on_our_own_host_is_reported_as_such(chain: Chain):
     assert result.error == ProbeError.NO_ROUTE
     assert result.reached is False and not result.measured  # nothing left this host
 
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("target", "expected"), [
+    (DST, [(1, "time_exceeded", R1_IN), (2, "time_exceeded", R2_IN), (3, "echo_reply", DST)]),
+    (DST6, [(1, "time_exceeded", R1_IN6), (2, "time_exceeded", R2_IN6),
+            (3, "echo_reply", DST6)]),
+])
+def test_the_drills_hop_check_sees_each_router_over_both_families(chain: Chain, target: str,
+                                                                  expected: list):
+    """`watch` tells the active line with TTL-limited echo requests: the same
+    chain answers them hop by hop over IPv4 and IPv6."""
+    from netprobe.watch.hopcheck import HopChecker
+
+    async def main():
+        checker = HopChecker(raw=True)
+        try:
+            return await checker.probe(target, [1, 2, 3], timeout_s=1.0)
+        finally:
+            checker.close()
+
+    answers = run_in_netns(chain.h0, asyncio.run, main())
+    assert [(a.ttl, a.kind, a.source) for a in answers] == expected
