@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from netprobe.evidence import Evidence, ProbeError, ProbeResult, not_measured
+from netprobe.evidence import Evidence, ProbeError, ProbeResult, not_measured, twin_id
 from netprobe.probes import ProbeContext, ProbeTask, RateLimiter, get_probe
 
 
@@ -160,8 +160,10 @@ def _preflight(tasks: list[ProbeTask]) -> dict[str, str]:
     return refused
 
 
-async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float) -> dict[str, str | Exception]:
-    """Resolve each host name once, bounded by `timeout_s`.
+async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float
+                         ) -> dict[str, tuple[str, ...] | Exception]:
+    """Resolve each host name once, bounded by `timeout_s`: its first IPv4 and
+    its first IPv6 address (either may be missing), IPv4 first.
 
     Each lookup runs in a daemon thread: a resolver that hangs (a dead name
     server during an outage) is abandoned at the timeout, where asyncio's own
@@ -178,7 +180,7 @@ async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float) -> dict[str, 
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
             loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(result))
 
-    async def one(host: str) -> str | Exception:
+    async def one(host: str) -> tuple[str, ...] | Exception:
         answer: asyncio.Future = loop.create_future()
         threading.Thread(target=lookup, args=(host, answer), daemon=True,
                          name=f"resolve {host}").start()
@@ -188,9 +190,13 @@ async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float) -> dict[str, 
             return exc
         if isinstance(infos, OSError):
             return infos
-        # Prefer IPv4 when both exist: it is what most of these networks still run.
-        infos.sort(key=lambda i: 0 if i[0] == socket.AF_INET else 1)
-        return str(infos[0][4][0])
+        # IPv4 first when both exist: it is what most of these networks still run
+        # (its probe keeps the plain id; the IPv6 one is its dual-stack twin).
+        by_family: dict[int, str] = {}
+        for info in infos:
+            by_family.setdefault(info[0], str(info[4][0]))
+        found = tuple(by_family[f] for f in (socket.AF_INET, socket.AF_INET6) if f in by_family)
+        return found or OSError("no IPv4 or IPv6 address")
 
     answers = await asyncio.gather(*(one(h) for h in hosts))
     return dict(zip(hosts, answers, strict=True))
@@ -221,7 +227,9 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     resolved = await _resolve_hosts(tasks, opts.resolve_timeout_s)
 
     runnable: list[ProbeTask] = []
+    planned: list[ProbeTask] = []  # the tasks, each dual-stack twin after its original
     for t in tasks:
+        planned.append(t)
         if t.kind in refused:
             settle(not_measured(t.id, t.kind, t.target, t.address, ProbeError.PERMISSION,
                                 refused[t.kind]))
@@ -235,7 +243,11 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
                     f"host name {t.host!r} did not resolve ({why}); check the name in the "
                     f"config or this machine's resolver, or give `address:` instead"))
                 continue
-            t = dataclasses.replace(t, address=answer)
+            t = dataclasses.replace(t, address=answer[0])
+            if len(answer) > 1:  # both families: probe both, a broken one is a finding
+                twin = dataclasses.replace(t, id=twin_id(t.id), address=answer[1])
+                planned.append(twin)
+                runnable.append(twin)
         runnable.append(t)
 
     # A TCP or DNS probe holds a descriptor per attempt in flight (its attempts
@@ -341,7 +353,7 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
         if t.id not in results:
             settle(not_measured(t.id, t.kind, t.target, t.address, ProbeError.SKIPPED, why_skipped))
     progress.finish()
-    return Evidence(results=tuple(results[t.id] for t in tasks), started_at=started_at,
+    return Evidence(results=tuple(results[t.id] for t in planned), started_at=started_at,
                     duration_s=time.monotonic() - t0, interrupted=interrupted)
 
 

@@ -71,6 +71,7 @@ class FindingKind(StrEnum):
     SINGLE_POINT = "single_point_of_failure"
     UNIDENTIFIABLE = "unidentifiable"
     AMBIGUOUS = "ambiguous"
+    FAMILY_DOWN = "family_down"  # a dual-stack host answers over one address family only
     NOT_MEASURED = "not_measured"
 
 
