@@ -117,7 +117,8 @@ def phase_budget_s(tasks: list[ProbeTask], options: RunOptions, confirm: bool) -
     times the waves the concurrency limit makes, plus the rate limit's pacing."""
     slowest = max(task_budget_s(t) for t in tasks)
     if confirm and options.confirm_attempts > 0:
-        slowest += max(task_budget_s(t, options.confirm_attempts) for t in tasks)
+        slowest += max(task_budget_s(dataclasses.replace(t, late_grace_s=0.0),
+                                     options.confirm_attempts) for t in tasks)
     waves = len(tasks) / max(1, options.concurrency)
     pacing = sum(packets_of(t) for t in tasks) / options.rate_pps if options.rate_pps > 0 else 0.0
     return slowest * max(1.0, waves) + pacing
@@ -278,7 +279,10 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
 
     async def confirm(t: ProbeTask, result: ProbeResult) -> ProbeResult:
         if needs_confirmation(result, opts) and probe_phase(t.kind) == 0:
-            again = await measure(dataclasses.replace(t, attempts=opts.confirm_attempts))
+            # No second late-error window: the first round's has listened already,
+            # and the same path would answer the same way.
+            again = await measure(dataclasses.replace(t, attempts=opts.confirm_attempts,
+                                                      late_grace_s=0.0))
             return merge_confirmation(result, again)
         return result
 

@@ -14,7 +14,7 @@ from netprobe.config import DnsSpec, IcmpSpec, TcpSpec, TraceSpec
 from netprobe.probes.interface import ProbeTask
 from netprobe.topology import Topology, service_name
 
-# How long an ICMP probe that heard nothing keeps listening for late ICMP
+# How long an ICMP or TCP probe that heard nothing keeps listening for late ICMP
 # errors: Linux gives up resolving a dead next hop after 3 solicitations 1 s
 # apart, then its "host unreachable" is on the way (routers are alike).
 LATE_ERROR_GRACE_S = 3.0
@@ -27,7 +27,7 @@ class PlanOptions:
     timeout_s: float | None = None
     interval_s: float | None = None
     only: frozenset[str] | None = None  # restrict to these component names
-    late_grace_s: float = LATE_ERROR_GRACE_S  # ICMP probes: see LATE_ERROR_GRACE_S
+    late_grace_s: float = LATE_ERROR_GRACE_S  # ICMP and TCP probes: see LATE_ERROR_GRACE_S
 
 
 def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[ProbeTask]:
@@ -68,7 +68,8 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
                                        late_grace_s=opts.late_grace_s, **common))
             elif isinstance(spec, TcpSpec):
                 svc = service_name(name, spec)
-                tasks.append(ProbeTask(id=svc, kind="tcp", target=svc, port=spec.port, **common))
+                tasks.append(ProbeTask(id=svc, kind="tcp", target=svc, port=spec.port,
+                                       late_grace_s=opts.late_grace_s, **common))
             elif isinstance(spec, DnsSpec):
                 svc = service_name(name, spec)
                 chk = spec.check

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import icmplib
 
 from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
-from netprobe.packets import describe_icmp
+from netprobe.packets import describe_icmp, late_text
 from netprobe.probes.interface import ProbeContext, ProbeTask
 
 KIND = "icmp"
@@ -588,14 +588,6 @@ async def _late_window(engine: _Engine, probe: _Probe, attempts: list[_Attempt |
     grace_ns = int(grace_s * 1e9)
     engine.expire_at(probe, engine.loop.time() + grace_s, key=-1 - grace_ns)
     await probe.future
-
-
-def late_text(late_errors: list[dict]) -> str:
-    """'ICMP host-unreachable from 198.51.100.1 after 3012 ms' (the first, and a count)."""
-    first = late_errors[0]
-    more = f" (and {len(late_errors) - 1} more)" if len(late_errors) > 1 else ""
-    return (f"{first.get('description') or 'an ICMP error'} from {first.get('source')} "
-            f"after {first.get('after_ms', 0):.0f} ms{more}")
 
 
 class _Engines:
