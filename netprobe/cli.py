@@ -246,6 +246,10 @@ def check(
         "--confirm", min=0, max=100, metavar="N",
         help="A probe that heard nothing at all is tried again with N more attempts before "
         "it counts as failed (random loss must not look like a cut line); 0 disables.")] = 5,
+    late_grace: Annotated[str, typer.Option(
+        "--late-grace", metavar="DURATION",
+        help="How long an ICMP probe that heard nothing keeps listening for late ICMP errors "
+        "(a router gives up on a dead next hop ~3 s later and says so); 0 disables.")] = "3s",
     no_trace: NoTraceOpt = False,
     netns: NetnsOpt = None,
     history: Annotated[Path | None, typer.Option(
@@ -273,8 +277,10 @@ def check(
     deadline_s = _parse_seconds(deadline, "--deadline")
     _enter_netns(netns)
     topology = load_topology(str(config))
+    late_grace_s = 0.0 if late_grace.strip() in ("0", "0s") else \
+        _parse_seconds(late_grace, "--late-grace")
     tasks = build_plan(topology, PlanOptions(traces=not no_trace, attempts=attempts,
-                                             timeout_s=timeout_s))
+                                             timeout_s=timeout_s, late_grace_s=late_grace_s))
     err = stderr_console()
 
     def on_interrupt() -> None:

@@ -44,6 +44,20 @@ NOT_MEASURED_ERRORS = frozenset(
 )
 
 
+# A host name that resolves to both families is probed over both: the IPv4
+# probe keeps the plan's id, the IPv6 one gets this suffix (`dc-app/icmp@ipv6`).
+TWIN_SUFFIX = "@ipv6"
+
+
+def twin_id(probe_id: str) -> str:
+    return probe_id + TWIN_SUFFIX
+
+
+def base_id(probe_id: str) -> str:
+    """The plan's id of a probe, without a dual-stack twin's suffix."""
+    return probe_id[:-len(TWIN_SUFFIX)] if probe_id.endswith(TWIN_SUFFIX) else probe_id
+
+
 class Outcome(StrEnum):
     OK = "ok"  # got what we asked for
     FAILED = "failed"  # the network said no
@@ -122,6 +136,13 @@ class ProbeResult:
         return self.error not in NOT_MEASURED_ERRORS
 
     @property
+    def family(self) -> str | None:
+        """'ipv4' or 'ipv6' by the address probed; None without one."""
+        if not self.address:
+            return None
+        return "ipv6" if ":" in self.address else "ipv4"
+
+    @property
     def outcome(self) -> Outcome:
         if not self.measured:
             return Outcome.NOT_MEASURED
@@ -148,6 +169,7 @@ class ProbeResult:
             "kind": self.kind,
             "target": self.target,
             "address": self.address,
+            "family": self.family,
             "sent": self.sent,
             "received": self.received,
             "loss": r(self.loss_ratio),

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from netprobe.evidence import Evidence, ProbeError, ProbeResult, not_measured
+from netprobe.evidence import Evidence, ProbeError, ProbeResult, not_measured, twin_id
 from netprobe.probes import ProbeContext, ProbeTask, RateLimiter, get_probe
 
 
@@ -58,7 +58,9 @@ class NullProgress:
 def task_budget_s(task: ProbeTask, attempts: int | None = None) -> float:
     """The longest a well-behaved probe of this task may take, plus slack."""
     n = task.attempts if attempts is None else attempts
-    return n * task.interval_s + task.timeout_s * (2 if task.kind == "trace" else 1) + 1.0
+    extra = getattr(get_probe(task.kind), "extra_budget_s", None)
+    return (n * task.interval_s + task.timeout_s * (2 if task.kind == "trace" else 1) + 1.0
+            + task.late_grace_s + (float(extra(task)) if extra else 0.0))
 
 
 def packets_of(task: ProbeTask) -> int:
@@ -68,9 +70,11 @@ def packets_of(task: ProbeTask) -> int:
 
 
 def needs_confirmation(result: ProbeResult, options: RunOptions) -> bool:
-    """Silence is the one answer loss can fake; a RST or an unreachable is definite."""
+    """Silence is the one answer loss can fake; a RST or an unreachable is definite,
+    and so is an ICMP error that came late (it says where the packets died)."""
     return (options.confirm_attempts > 0 and result.measured and result.received == 0
-            and result.error == ProbeError.TIMEOUT and result.sent > 0)
+            and result.error == ProbeError.TIMEOUT and result.sent > 0
+            and not result.detail.get("late_errors"))
 
 
 def merge_confirmation(first: ProbeResult, again: ProbeResult) -> ProbeResult:
@@ -89,12 +93,18 @@ def merge_confirmation(first: ProbeResult, again: ProbeResult) -> ProbeResult:
         sent=first.sent + again.sent,
         notices=first.notices + again.notices,
         message=note if again.message is None else f"{again.message} ({note})",
-        detail={**again.detail, "confirmation": {"first_sent": first.sent,
+        detail={**again.detail, **_late_errors(first, again),
+                "confirmation": {"first_sent": first.sent,
                                                  "sent": again.sent,
                                                  "received": again.received}},
         started_at=first.started_at,
         duration_s=None if first.duration_s is None or again.duration_s is None
         else first.duration_s + again.duration_s)
+
+
+def _late_errors(*results: ProbeResult) -> dict:
+    late = [e for r in results for e in r.detail.get("late_errors") or ()]
+    return {"late_errors": late} if late else {}
 
 
 def probe_phase(kind: str) -> int:
@@ -107,7 +117,8 @@ def phase_budget_s(tasks: list[ProbeTask], options: RunOptions, confirm: bool) -
     times the waves the concurrency limit makes, plus the rate limit's pacing."""
     slowest = max(task_budget_s(t) for t in tasks)
     if confirm and options.confirm_attempts > 0:
-        slowest += max(task_budget_s(t, options.confirm_attempts) for t in tasks)
+        slowest += max(task_budget_s(dataclasses.replace(t, late_grace_s=0.0),
+                                     options.confirm_attempts) for t in tasks)
     waves = len(tasks) / max(1, options.concurrency)
     pacing = sum(packets_of(t) for t in tasks) / options.rate_pps if options.rate_pps > 0 else 0.0
     return slowest * max(1.0, waves) + pacing
@@ -150,8 +161,10 @@ def _preflight(tasks: list[ProbeTask]) -> dict[str, str]:
     return refused
 
 
-async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float) -> dict[str, str | Exception]:
-    """Resolve each host name once, bounded by `timeout_s`.
+async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float
+                         ) -> dict[str, tuple[str, ...] | Exception]:
+    """Resolve each host name once, bounded by `timeout_s`: its first IPv4 and
+    its first IPv6 address (either may be missing), IPv4 first.
 
     Each lookup runs in a daemon thread: a resolver that hangs (a dead name
     server during an outage) is abandoned at the timeout, where asyncio's own
@@ -168,7 +181,7 @@ async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float) -> dict[str, 
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
             loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(result))
 
-    async def one(host: str) -> str | Exception:
+    async def one(host: str) -> tuple[str, ...] | Exception:
         answer: asyncio.Future = loop.create_future()
         threading.Thread(target=lookup, args=(host, answer), daemon=True,
                          name=f"resolve {host}").start()
@@ -178,9 +191,13 @@ async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float) -> dict[str, 
             return exc
         if isinstance(infos, OSError):
             return infos
-        # Prefer IPv4 when both exist: it is what most of these networks still run.
-        infos.sort(key=lambda i: 0 if i[0] == socket.AF_INET else 1)
-        return str(infos[0][4][0])
+        # IPv4 first when both exist: it is what most of these networks still run
+        # (its probe keeps the plain id; the IPv6 one is its dual-stack twin).
+        by_family: dict[int, str] = {}
+        for info in infos:
+            by_family.setdefault(info[0], str(info[4][0]))
+        found = tuple(by_family[f] for f in (socket.AF_INET, socket.AF_INET6) if f in by_family)
+        return found or OSError("no IPv4 or IPv6 address")
 
     answers = await asyncio.gather(*(one(h) for h in hosts))
     return dict(zip(hosts, answers, strict=True))
@@ -211,7 +228,9 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     resolved = await _resolve_hosts(tasks, opts.resolve_timeout_s)
 
     runnable: list[ProbeTask] = []
+    planned: list[ProbeTask] = []  # the tasks, each dual-stack twin after its original
     for t in tasks:
+        planned.append(t)
         if t.kind in refused:
             settle(not_measured(t.id, t.kind, t.target, t.address, ProbeError.PERMISSION,
                                 refused[t.kind]))
@@ -225,7 +244,11 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
                     f"host name {t.host!r} did not resolve ({why}); check the name in the "
                     f"config or this machine's resolver, or give `address:` instead"))
                 continue
-            t = dataclasses.replace(t, address=answer)
+            t = dataclasses.replace(t, address=answer[0])
+            if len(answer) > 1:  # both families: probe both, a broken one is a finding
+                twin = dataclasses.replace(t, id=twin_id(t.id), address=answer[1])
+                planned.append(twin)
+                runnable.append(twin)
         runnable.append(t)
 
     # A TCP or DNS probe holds a descriptor per attempt in flight (its attempts
@@ -256,7 +279,10 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
 
     async def confirm(t: ProbeTask, result: ProbeResult) -> ProbeResult:
         if needs_confirmation(result, opts) and probe_phase(t.kind) == 0:
-            again = await measure(dataclasses.replace(t, attempts=opts.confirm_attempts))
+            # No second late-error window: the first round's has listened already,
+            # and the same path would answer the same way.
+            again = await measure(dataclasses.replace(t, attempts=opts.confirm_attempts,
+                                                      late_grace_s=0.0))
             return merge_confirmation(result, again)
         return result
 
@@ -331,7 +357,7 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
         if t.id not in results:
             settle(not_measured(t.id, t.kind, t.target, t.address, ProbeError.SKIPPED, why_skipped))
     progress.finish()
-    return Evidence(results=tuple(results[t.id] for t in tasks), started_at=started_at,
+    return Evidence(results=tuple(results[t.id] for t in planned), started_at=started_at,
                     duration_s=time.monotonic() - t0, interrupted=interrupted)
 
 

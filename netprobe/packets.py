@@ -43,3 +43,11 @@ def describe_icmp(family: int, icmp_type: int, code: int) -> str:
     if code < len(table):
         return f"{prefix} {table[code]}"
     return f"{prefix} {generic.get(icmp_type, f'type {icmp_type}')} code {code}"
+
+
+def late_text(late_errors: list[dict]) -> str:
+    """'ICMP host-unreachable from 198.51.100.1 after 3012 ms' (the first, and a count)."""
+    first = late_errors[0]
+    more = f" (and {len(late_errors) - 1} more)" if len(late_errors) > 1 else ""
+    return (f"{first.get('description') or 'an ICMP error'} from {first.get('source')} "
+            f"after {first.get('after_ms', 0):.0f} ms{more}")

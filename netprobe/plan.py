@@ -14,6 +14,11 @@ from netprobe.config import DnsSpec, IcmpSpec, TcpSpec, TraceSpec
 from netprobe.probes.interface import ProbeTask
 from netprobe.topology import Topology, service_name
 
+# How long an ICMP or TCP probe that heard nothing keeps listening for late ICMP
+# errors: Linux gives up resolving a dead next hop after 3 solicitations 1 s
+# apart, then its "host unreachable" is on the way (routers are alike).
+LATE_ERROR_GRACE_S = 3.0
+
 
 @dataclass(frozen=True)
 class PlanOptions:
@@ -22,6 +27,7 @@ class PlanOptions:
     timeout_s: float | None = None
     interval_s: float | None = None
     only: frozenset[str] | None = None  # restrict to these component names
+    late_grace_s: float = LATE_ERROR_GRACE_S  # ICMP and TCP probes: see LATE_ERROR_GRACE_S
 
 
 def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[ProbeTask]:
@@ -39,12 +45,13 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
     for name, dev in cfg.devices.items():
         if want(name):
             tasks.append(ProbeTask(id=f"{name}/icmp", kind="icmp", target=name, address=dev.address,
-                                   attempts=attempts, timeout_s=timeout_s, interval_s=interval_s))
+                                   attempts=attempts, timeout_s=timeout_s, interval_s=interval_s,
+                                   late_grace_s=opts.late_grace_s))
     for name, line in cfg.lines.items():
         if want(name):
             tasks.append(ProbeTask(id=f"{name}/icmp", kind="icmp", target=name, address=line.far_end,
                                    attempts=attempts, timeout_s=timeout_s, interval_s=interval_s,
-                                   params={"role": "far_end"}))
+                                   late_grace_s=opts.late_grace_s, params={"role": "far_end"}))
     for name, ep in cfg.endpoints.items():
         if not want(name):
             continue
@@ -57,10 +64,12 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
         traced = False
         for spec in ep.probes:
             if isinstance(spec, IcmpSpec):
-                tasks.append(ProbeTask(id=f"{name}/icmp", kind="icmp", target=name, **common))
+                tasks.append(ProbeTask(id=f"{name}/icmp", kind="icmp", target=name,
+                                       late_grace_s=opts.late_grace_s, **common))
             elif isinstance(spec, TcpSpec):
                 svc = service_name(name, spec)
-                tasks.append(ProbeTask(id=svc, kind="tcp", target=svc, port=spec.port, **common))
+                tasks.append(ProbeTask(id=svc, kind="tcp", target=svc, port=spec.port,
+                                       late_grace_s=opts.late_grace_s, **common))
             elif isinstance(spec, DnsSpec):
                 svc = service_name(name, spec)
                 chk = spec.check

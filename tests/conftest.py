@@ -222,6 +222,9 @@ class RoutedLab:
     FAKE_CLOSED4 = "198.18.2.23"  # the router answers port-unreachable for the host
     LOOPING4 = "198.18.3.30"  # router and server hand it to each other until the TTL ends
     NO_ROUTE4, NO_ROUTE6 = "198.18.99.1", "2001:db8:99::1"  # the client has no route there
+    # routed by the router via a next hop nobody owns (a device powered off): it
+    # answers host-unreachable only when ARP gives up, about 3 s later
+    DEAD_NEXT_HOP4 = "198.18.7.1"
     ROUTER_REJECT_PORT = 7  # the router itself rejects this port with admin-prohibited
 
     def run(self, tasks: list[ProbeTask]) -> list[ProbeResult]:
@@ -288,7 +291,7 @@ def routed_lab() -> Iterator[RoutedLab]:
             sh("ip", "-n", ns, "addr", "add", v4, "dev", dev)
             sh("ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad")
             sh("ip", "-n", ns, "link", "set", dev, "up")
-        for prefix in ("198.18.2.0/24", "198.18.3.0/24"):
+        for prefix in ("198.18.2.0/24", "198.18.3.0/24", "198.18.7.0/24"):
             sh("ip", "-n", c, "route", "add", prefix, "via", L.ROUTER4)
         sh("ip", "-n", c, "-6", "route", "add", "2001:db8:2::/64", "via", L.ROUTER6)
         sh("ip", "-n", s, "route", "add", "default", "via", "198.18.2.1")
@@ -306,6 +309,7 @@ def routed_lab() -> Iterator[RoutedLab]:
         sh("ip", "netns", "exec", s, "sysctl", "-qw", "net.ipv4.ip_forward=1",
            "net.ipv4.icmp_ratelimit=0", "net.ipv4.conf.all.send_redirects=0")
         sh("ip", "-n", r, "route", "add", f"{L.LOOPING4}/32", "via", L.SERVER4)
+        sh("ip", "-n", r, "route", "add", "198.18.7.0/24", "via", "198.18.2.99")
         proc = subprocess.run(["ip", "netns", "exec", r, "nft", "-f", "-"], input=_ROUTER_NFT,
                               capture_output=True, text=True, timeout=10)
         if proc.returncode != 0:

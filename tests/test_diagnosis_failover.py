@@ -167,12 +167,13 @@ def test_unknown_when_traces_could_not_be_measured_is_a_not_measured_finding(top
     assert d.status() == Status.UNKNOWN
 
 
-def test_trace_disagreement_is_said(topo):
+def test_trace_disagreement_is_ambiguous_and_names_the_candidates(topo):
     d = diagnose(topo, with_results(topo, [make_result("dc-app/trace",
                                                        hops=["192.0.2.254", "198.51.100.5"])]))
     g = d.group("dc-wan")
-    assert g.verdict == Verdict.UNKNOWN
+    assert g.verdict == Verdict.AMBIGUOUS
     assert g.active is None
+    assert g.candidates == ("leased-a", "broadband-b")
     assert "traces disagree" in g.reason
     assert "dc-app via broadband-b" in g.reason and "intra-dns via leased-a" in g.reason
     f = findings_of(d, FindingKind.AMBIGUOUS)[0]

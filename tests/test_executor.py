@@ -27,8 +27,12 @@ class _BehaviourProbe:
     def preflight(self, tasks):
         return self.refuse
 
+    graces: list[float] | None = None  # the late-error window of each run, when set
+
     async def run(self, task, ctx):
         action = task.params.get("do", "ok")
+        if self.graces is not None:
+            self.graces.append(task.late_grace_s)
         if action == "raise":
             raise RuntimeError("probe bug")
         if action == "hang":
@@ -37,6 +41,12 @@ class _BehaviourProbe:
             return ProbeResult(id=task.id, kind=task.kind, target=task.target,
                                address=task.address, sent=task.attempts,
                                error=ProbeError.TIMEOUT, message="no reply")
+        if action == "late_error":  # silent in time, then a router's late unreachable
+            return ProbeResult(id=task.id, kind=task.kind, target=task.target,
+                               address=task.address, sent=task.attempts,
+                               error=ProbeError.TIMEOUT, message="no reply",
+                               detail={"late_errors": [{"source": "198.51.100.1", "type": 3,
+                                                        "code": 1, "after_ms": 3001.0}]})
         if action == "refused":
             return ProbeResult(id=task.id, kind=task.kind, target=task.target,
                                address=task.address, sent=task.attempts,
@@ -53,6 +63,7 @@ PROBE = _BehaviourProbe()
 def behaviour_kind(monkeypatch):
     monkeypatch.setitem(PROBE_MODULES, "behaviour", __name__)
     PROBE.refuse = None
+    PROBE.graces = None
     yield
 
 
@@ -188,6 +199,32 @@ def test_silence_is_confirmed_with_more_attempts_before_it_counts():
     assert "confirmation round" in got["dead/b"].message
     # a RST is a definite answer: no second round
     assert got["rst/b"].sent == 2 and "confirmation" not in got["rst/b"].detail
+
+
+def test_a_late_icmp_error_is_a_definite_answer_not_retried():
+    late = dataclasses.replace(task("late", do="late_error"), attempts=2)
+    ev = asyncio.run(run_plan([late], RunOptions(confirm_attempts=4)))
+    got = ev.results[0]
+    assert got.sent == 2 and "confirmation" not in got.detail
+    assert got.detail["late_errors"][0]["source"] == "198.51.100.1"
+
+
+def test_the_budget_of_a_probe_covers_its_late_error_window():
+    quick = ProbeTask(id="x", kind="icmp", target="x", address="127.0.0.1", attempts=1,
+                      timeout_s=0.5, interval_s=0.0)
+    patient = dataclasses.replace(quick, late_grace_s=3.0)
+    # the first round's window only: the confirmation round opens none
+    assert default_deadline_s([patient], RunOptions()) - \
+        default_deadline_s([quick], RunOptions()) == pytest.approx(3.0)
+
+
+def test_the_confirmation_round_opens_no_second_late_error_window():
+    seen: list[float] = []
+    PROBE.graces = seen
+    silent = dataclasses.replace(task("quiet", do="silent"), attempts=2, late_grace_s=0.2)
+    ev = asyncio.run(run_plan([silent], RunOptions(confirm_attempts=3)))
+    assert ev.results[0].sent == 5
+    assert seen == [0.2, 0.0]
 
 
 def test_confirmation_can_be_turned_off():

@@ -393,6 +393,17 @@ SCENARIO_EXPECT: dict[str, tuple[dict[str, str], str, str | None, set[str], str]
     "standby-dead": (
         {A.name: "up", B.name: "down", **dict.fromkeys(ENDPOINTS + SERVICES, "up")},
         "redundancy_lost", A.name, {"redundancy_lost"}, "warning"),
+    # real routers: ICMP rate limits, late errors, a silent line router
+    "carrier-a-ratelimit": (
+        {A.name: "up", B.name: "up", "dc-edge": "up", **dict.fromkeys(ENDPOINTS + SERVICES, "up")},
+        "nominal", A.name, set(), "ok"),
+    "dc-edge-off": (
+        {"ce": "up", "dc-edge": "down", A.name: "up", B.name: "up",
+         **dict.fromkeys(ENDPOINTS + SERVICES, "unknown")},
+        "nominal", A.name, {"device_down"}, "critical"),
+    "carrier-a-silent": (
+        {A.name: "up", B.name: "up", **dict.fromkeys(ENDPOINTS + SERVICES, "up")},
+        "ambiguous", None, {"ambiguous"}, "warning"),
 }
 
 
@@ -409,6 +420,60 @@ def test_check_diagnoses_scenario(lab: Lab, scenario: str):
     if scenario == "healthy":
         assert finding_kinds(report) <= AUDIT_KINDS
     assert report["status"] == status and exit_code == report["exit_code"]
+
+
+def test_powered_off_device_is_found_from_the_carrier_routers_late_unreachable(lab: Lab):
+    """dc-edge powered off: carrier A's router answers 'host unreachable' only
+    after ARP gives up (~3 s), with Linux's default ICMP budget, which that
+    spends. The late errors name leased-a's hop and place the fault behind it."""
+    lab.break_("dc-edge-off")
+    _, report = run_check(lab)
+    late = probe(report, "dc-edge/icmp")["detail"]["late_errors"]
+    assert {e["source"] for e in late} == {A.far_end}
+    assert all(e["after_ms"] > 2000 for e in late), late
+    assert probe(report, "dc-edge/icmp")["rtt_ms"] is None  # late errors are no replies
+    assert probe(report, "dc-edge/icmp")["sent"] == 3  # definite: no confirmation round
+    assert report["explanations"] == [["dc-edge"]]
+    down = next(f for f in report["findings"] if f["kind"] == "device_down")
+    assert down["components"][0] == "dc-edge"
+    assert f"router {A.far_end} answered 'ICMP host-unreachable'" in down["summary"]
+    assert group(report)["active_by"] in ("trace", "icmp_error")
+    # heal powers it on again: links, the routes the kernel dropped, the limits
+    lab.heal()
+    _, report = run_check(lab)
+    assert set(states(report).values()) == {"up"}, states(report)
+    assert group(report)["verdict"] == "nominal"
+
+
+def test_line_router_that_never_sends_time_exceeded_is_ambiguous_with_the_evidence(lab: Lab):
+    lab.break_("carrier-a-silent")
+    exit_code, report = run_check(lab)
+    g = group(report)
+    assert g["candidates"] == [A.name, B.name]
+    for endpoint in ENDPOINTS:
+        trace = probe(report, f"{endpoint}/trace")
+        assert trace["detail"]["hops"][1]["address"] is None  # pe-a, silent
+        assert trace["detail"]["retried"] == [2] and trace["detail"]["silent"] == [2]
+        assert trace["reached"] is True
+    f = next(f for f in report["findings"] if f["kind"] == "ambiguous")
+    assert "silent at hop 2 after retries" in f["summary"]
+    assert "leased-a or broadband-b" in f["summary"]
+    assert exit_code == 1
+
+
+def test_rate_limited_carrier_router_still_shows_the_active_line(lab: Lab):
+    """Carrier A's router sends about one ICMP error a second: the traces' first
+    burst loses most of its time-exceeded; retries after a back-off get them."""
+    lab.break_("carrier-a-ratelimit")
+    for _ in range(2):  # the kernel's limiter is randomised: more than one run
+        _, report = run_check(lab)
+        g = group(report)
+        assert (g["verdict"], g["active"]) == ("nominal", A.name), g["reason"]
+        shows = [A.far_end in [h["address"] for h in probe(report, f"{e}/trace")["detail"]["hops"]]
+                 for e in ENDPOINTS]
+        assert any(shows) and not any(
+            B.far_end in [h["address"] for h in probe(report, f"{e}/trace")["detail"]["hops"]]
+            for e in ENDPOINTS)
 
 
 def test_check_diagnoses_primary_lossy(lab: Lab):

@@ -91,7 +91,8 @@ def test_the_lab_offers_every_scenario():
     assert set(SCENARIOS) == {
         "healthy", "primary-cut", "primary-cut-frozen", "ce-down", "carrier-a-down",
         "both-lines-down", "dc-edge-down", "service-down", "dns-down", "primary-lossy",
-        "primary-slow", "failback-stuck", "standby-dead"}
+        "primary-slow", "failback-stuck", "standby-dead", "carrier-a-ratelimit", "dc-edge-off",
+        "carrier-a-silent"}
     with pytest.raises(NetprobeError, match="unknown scenario 'nope'; known: healthy"):
         get_scenario("nope")
 

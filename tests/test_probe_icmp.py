@@ -11,7 +11,10 @@ joined by veth pairs:
   addresses) and rewrites the source of the reply from 198.18.17.1 (a reply
   from an address we did not ask);
 - rtr has `unreachable` routes for 198.18.9.0/24 and 2001:db8:9::/48, and a
-  routing loop with tgt for 198.18.8.0/24 and 2001:db8:8::/48 (time exceeded).
+  routing loop with tgt for 198.18.8.0/24 and 2001:db8:8::/48 (time exceeded);
+- rtr routes 198.18.7.0/24 and 2001:db8:7::/48 via a next hop nobody owns (a
+  device powered off): it answers "host unreachable" only when address
+  resolution gives up, about 3 s later (late errors).
 
 Tests run the probe inside src by switching this thread's network namespace
 (setns) around `asyncio.run`; unprivileged tests run a child process as
@@ -61,10 +64,12 @@ CLONE_NEWNET = 0x40000000
 
 # -- helpers -------------------------------------------------------------------
 def task(address: str, *, attempts: int = 3, timeout_s: float = 0.5,
-         interval_s: float = 0.05, name: str | None = None) -> ProbeTask:
+         interval_s: float = 0.05, name: str | None = None,
+         late_grace_s: float = 0.0) -> ProbeTask:
     name = name or address
     return ProbeTask(id=f"{name}/icmp", kind="icmp", target=name, address=address,
-                     attempts=attempts, timeout_s=timeout_s, interval_s=interval_s)
+                     attempts=attempts, timeout_s=timeout_s, interval_s=interval_s,
+                     late_grace_s=late_grace_s)
 
 
 async def run_all(tasks: list[ProbeTask], ctx: ProbeContext | None = None) -> list[ProbeResult]:
@@ -344,6 +349,11 @@ def build_lab() -> None:
     for ns, prefix, *how in routes:
         sh("ip", "-n", ns, "route", "add", prefix, *how)
     sh("ip", "-n", R, "route", "add", "unreachable", "198.18.9.0/24")
+    # a next hop on r1's link that nobody answers ARP/ND for: a powered-off device
+    sh("ip", "-n", R, "addr", "add", "198.18.3.1/24", "dev", "r1")
+    sh("ip", "-n", R, "addr", "add", "2001:db8:3::1/64", "dev", "r1", "nodad")
+    sh("ip", "-n", R, "route", "add", "198.18.7.0/24", "via", "198.18.3.2")
+    sh("ip", "-n", R, "route", "add", "2001:db8:7::/48", "via", "2001:db8:3::2")
     sh("ip", "-n", R, "-6", "route", "add", "unreachable", "2001:db8:9::/48")
     sh("ip", "-n", T, "route", "add", "local", "198.18.16.0/20", "dev", "lo")
     sh("ip", "-n", T, "-6", "route", "add", "local", "2001:db8:10::/48", "dev", "lo")
@@ -407,6 +417,33 @@ def test_unreachable_names_the_router(lab: str, address: str, router: str,
     assert router in (result.message or "")
     # every attempt was answered by an error: no timeout was waited for
     assert result.duration_s is not None and result.duration_s < 0.5
+
+
+@pytest.mark.lab
+@needs_lab
+@pytest.mark.parametrize(("address", "router", "icmp_type"),
+                         [("198.18.7.1", "198.18.0.2", 3), ("2001:db8:7::1", "2001:db8:1::2", 1)])
+def test_late_unreachable_is_kept_without_changing_the_rtts(lab: str, address: str, router: str,
+                                                            icmp_type: int) -> None:
+    # The router answers only when its address resolution gives up (~3 s), long
+    # after the 0.5 s timeout: without a grace window that is a plain timeout...
+    [quick] = run_in(lab, [task(address, timeout_s=0.5)])
+    assert quick.error is ProbeError.TIMEOUT
+    assert "late_errors" not in quick.detail
+    assert quick.duration_s is not None and quick.duration_s < 1.0
+    # ...with one, the late errors are path evidence naming the router
+    [result] = run_in(lab, [task(address, timeout_s=0.5, late_grace_s=4.5)])
+    assert result.error is ProbeError.TIMEOUT  # the measurement itself: nothing in time
+    assert result.sent == 3 and result.received == 0 and result.rtts_ms == ()
+    assert result.loss_ratio == 1.0 and result.notices == ()
+    late = result.detail["late_errors"]
+    assert {e["source"] for e in late} == {router}
+    assert {e["type"] for e in late} == {icmp_type}
+    assert all(1500 < e["after_ms"] < 5000 for e in late), late
+    assert router in (result.message or "") and "later" in (result.message or "")
+    # every attempt got its late error: the window closed early, not after 4.5 s
+    assert len(late) == 3
+    assert result.duration_s is not None and result.duration_s < 0.6 + 4.0
 
 
 @pytest.mark.lab

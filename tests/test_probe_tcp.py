@@ -192,6 +192,27 @@ def test_unreachable_names_the_router_that_said_so(routed_lab: RoutedLab) -> Non
 
 
 @pytest.mark.root
+def test_a_late_unreachable_is_kept_and_the_attempt_stays_a_timeout(
+        routed_lab: RoutedLab) -> None:
+    """The router's next hop is gone: its host-unreachable comes after ARP gives
+    up (~3 s), long after the 0.5 s timeout. Without a window it is lost."""
+    L = routed_lab
+    quick, patient = L.run([
+        task(L.DEAD_NEXT_HOP4, 443, attempts=2, timeout_s=0.5),
+        task(L.DEAD_NEXT_HOP4, 444, attempts=2, timeout_s=0.5, late_grace_s=4.5),
+    ])
+    assert quick.error is ProbeError.TIMEOUT and "late_errors" not in quick.detail
+    assert patient.error is ProbeError.TIMEOUT  # nothing in time: still a timeout
+    assert patient.rtts_ms == () and patient.notices == ()
+    late = patient.detail["late_errors"]
+    assert {(e["source"], e["type"], e["code"]) for e in late} == {(L.ROUTER4, 3, 1)}
+    assert all(2000 < e["after_ms"] < 5000 for e in late), late
+    assert f"later ICMP host-unreachable from {L.ROUTER4}" in patient.message
+    # each attempt ended at its error, not at the end of the window
+    assert patient.duration_s < 0.5 + 4.0
+
+
+@pytest.mark.root
 def test_icmp_refusal_by_a_firewall_is_not_the_host_answering(routed_lab: RoutedLab) -> None:
     L = routed_lab
     fake, router_itself = L.run([

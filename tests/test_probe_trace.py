@@ -1,6 +1,7 @@
 """The trace probe, on loopback and on a small chain of namespaces of its own.
 
     h0 192.0.2.2 ── 192.0.2.1 r1 198.51.100.1 ── 198.51.100.2 r2 203.0.113.1 ── 203.0.113.2 dst
+       2001:db8:a::2   2001:db8:a::1  2001:db8:b::1   2001:db8:b::2  2001:db8:c::1   2001:db8:c::2
 
 Namespaces are named `nptr<pid>-*` and removed after each test, even when it
 fails. Packets go only to loopback or to these namespaces.
@@ -32,6 +33,7 @@ from netprobe.probes.trace import PROBE
 PREFIX = f"nptr{os.getpid()}"
 R1_IN, R1_OUT, R2_IN, R2_OUT, DST = (
     "192.0.2.1", "198.51.100.1", "198.51.100.2", "203.0.113.1", "203.0.113.2")
+R1_IN6, R2_IN6, DST6 = "2001:db8:a::1", "2001:db8:b::2", "2001:db8:c::2"
 
 
 def trace_task(address: str, protocol: str = "icmp", port: int | None = None,
@@ -65,11 +67,10 @@ def test_registered_under_its_kind():
     assert PROBE.kind == "trace"
 
 
-def test_ipv6_target_is_not_measured_rather_than_failed():
-    result = run_trace(trace_task("2001:db8::1"))
-    assert result.error == ProbeError.SKIPPED
+def test_a_name_instead_of_an_address_is_not_measured_rather_than_failed():
+    result = run_trace(trace_task("dst.example"))
+    assert result.error == ProbeError.RESOLVE
     assert not result.measured
-    assert "IPv6" in (result.message or "")
 
 
 def test_preflight_names_the_fix_without_raw_sockets():
@@ -140,24 +141,58 @@ def chain() -> Iterator[Chain]:
             system.set_sysctls(ns, [("net.ipv4.icmp_ratelimit", "0"),
                                     ("net.ipv4.icmp_msgs_per_sec", "100000"),
                                     ("net.ipv4.icmp_msgs_burst", "100000"),
-                                    ("net.ipv4.ip_forward", "1")])
+                                    ("net.ipv4.ip_forward", "1"),
+                                    ("net.ipv6.icmp.ratelimit", "0"),
+                                    ("net.ipv6.conf.all.forwarding", "1"),
+                                    ("net.ipv6.conf.default.accept_dad", "0")])
         for a, a_if, b, b_if in ((c.h0, "eth0", c.r1, "in0"), (c.r1, "out0", c.r2, "in0"),
                                  (c.r2, "out0", c.dst, "eth0")):
             system.ip("link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if,
                       "netns", b)
         system.ip_batch(c.h0, ["link set lo up", "address add 192.0.2.2/30 dev eth0",
-                               "link set eth0 up", f"route add default via {R1_IN}"])
+                               "address add 2001:db8:a::2/64 dev eth0 nodad",
+                               "link set eth0 up", f"route add default via {R1_IN}",
+                               f"route add ::/0 via {R1_IN6}"])
         system.ip_batch(c.r1, ["link set lo up", f"address add {R1_IN}/30 dev in0",
-                               f"address add {R1_OUT}/30 dev out0", "link set in0 up",
-                               "link set out0 up", f"route add 203.0.113.0/24 via {R2_IN}"])
+                               f"address add {R1_OUT}/30 dev out0",
+                               f"address add {R1_IN6}/64 dev in0 nodad",
+                               "address add 2001:db8:b::1/64 dev out0 nodad", "link set in0 up",
+                               "link set out0 up", f"route add 203.0.113.0/24 via {R2_IN}",
+                               f"route add 2001:db8:c::/48 via {R2_IN6}"])
         system.ip_batch(c.r2, ["link set lo up", f"address add {R2_IN}/30 dev in0",
-                               f"address add {R2_OUT}/30 dev out0", "link set in0 up",
-                               "link set out0 up", f"route add 192.0.2.0/30 via {R1_OUT}"])
+                               f"address add {R2_OUT}/30 dev out0",
+                               f"address add {R2_IN6}/64 dev in0 nodad",
+                               "address add 2001:db8:c::1/64 dev out0 nodad", "link set in0 up",
+                               "link set out0 up", f"route add 192.0.2.0/30 via {R1_OUT}",
+                               "route add 2001:db8:a::/64 via 2001:db8:b::1"])
         system.ip_batch(c.dst, ["link set lo up", f"address add {DST}/30 dev eth0",
-                                "link set eth0 up", f"route add default via {R2_OUT}"])
+                                f"address add {DST6}/64 dev eth0 nodad",
+                                "link set eth0 up", f"route add default via {R2_OUT}",
+                                "route add ::/0 via 2001:db8:c::1"])
+        _resolve_ipv6_neighbours(c)
         yield c
     finally:
         _remove(PREFIX)
+
+
+def _resolve_ipv6_neighbours(chain: Chain) -> None:
+    """Wait (at most 5 s) until IPv6 works end to end: a fresh namespace drops
+    the first packets while its neighbour discovery settles. A datagram to a
+    closed port comes back as port unreachable (ECONNREFUSED) once it does."""
+    def ready() -> bool:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.1)
+            s.connect((DST6, 9))
+            for _ in range(50):
+                try:
+                    s.send(b"x")
+                    s.recv(16)
+                except ConnectionRefusedError:
+                    return True
+                except (TimeoutError, OSError):
+                    continue
+        return False
+    assert run_in_netns(chain.h0, ready), "IPv6 never worked end to end in the chain"
 
 
 @pytest.fixture()
@@ -186,6 +221,28 @@ def test_icmp_trace_shows_the_routers_in_order(chain: Chain):
                for h in result.detail["hops"])
     assert result.rtts_ms[0] == pytest.approx(result.detail["hops"][-1]["rtt_ms"], abs=0.001)
     assert result.detail["source"] == "192.0.2.2"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("protocol", ["icmp", "tcp", "udp"])
+def test_ipv6_trace_shows_the_routers_in_order(chain: Chain, protocol: str):
+    port = {"tcp": 9, "udp": 33434, "icmp": None}[protocol]  # tcp: a RST answers too
+    result = run_trace(trace_task(DST6, protocol, port), chain.h0)
+    assert result.reached is True and result.error is None, result.message
+    assert hop_addresses(result) == [R1_IN6, R2_IN6, DST6]
+    assert result.detail["family"] == "ipv6"
+    assert result.detail["source"] == "2001:db8:a::2"
+    assert all(h["rtt_ms"] is not None for h in result.detail["hops"])
+
+
+@pytest.mark.root
+def test_ipv6_router_without_a_route_answers_unreachable(chain: Chain):
+    result = run_trace(trace_task("2001:db8:c:9::1", "icmp", timeout_s=0.5, retries=0), chain.h0)
+    assert result.error == ProbeError.UNREACHABLE
+    assert hop_addresses(result) == [R1_IN6, R2_IN6]
+    [notice] = result.notices
+    assert (notice.source, notice.type) == (R2_IN6, 1)
+    assert notice.description.startswith("ICMPv6")
 
 
 @pytest.mark.root
@@ -220,6 +277,42 @@ def test_silent_router_is_a_gap_not_the_end(chain: Chain):
     assert result.reached is True
     assert hop_addresses(result) == [R1_IN, None, DST]
     assert result.detail["hops"][1]["rtt_ms"] is None
+    # asked again (a rate limit would have refilled), and it stayed silent
+    assert result.detail["retried"] == [2] and result.detail["silent"] == [2]
+    assert result.detail["hops"][1]["retried"] is True
+    assert result.detail["packets_sent"] == 8 * 2 + 2  # the burst, then one per round
+
+
+def _spend_icmp_budget(chain: Chain, count: int = 10) -> None:
+    """Make r2 send `count` errors to h0 (UDP to an address r2 has no route for),
+    so its per-destination ICMP budget is empty."""
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(count):
+                s.sendto(b"x", ("203.0.113.9", 9))
+    run_in_netns(chain.h0, send)
+    time.sleep(0.1)  # the errors are on their way back
+
+
+@pytest.mark.root
+def test_rate_limited_router_is_heard_on_a_retry(chain: Chain):
+    # r2 limits its ICMP errors as Linux does by default: a burst of 6 per
+    # destination, then one a second. Spent, it has nothing for the first burst.
+    system.set_sysctls(chain.r2, [("net.ipv4.icmp_ratelimit", "1000")])
+    _spend_icmp_budget(chain)
+    without = run_trace(trace_task(DST, "icmp", timeout_s=0.5, queries=1, retries=0), chain.h0)
+    assert hop_addresses(without) == [R1_IN, None, DST]
+    assert "retried" not in without.detail
+    _spend_icmp_budget(chain)
+    t0 = time.monotonic()
+    result = run_trace(trace_task(DST, "icmp", timeout_s=0.5, queries=1), chain.h0)
+    elapsed_s = time.monotonic() - t0
+    assert hop_addresses(result) == [R1_IN, R2_IN, DST]
+    assert result.detail["retried"] == [2] and result.detail["silent"] == []
+    assert result.detail["hops"][1]["retried"] is True
+    assert result.detail["hops"][0].get("retried") is None
+    # one round was enough: back-off, one packet, its answer; not a second round
+    assert elapsed_s < 0.5 + 1.1 + 0.5 + 1.0
 
 
 @pytest.mark.root
@@ -243,7 +336,10 @@ def test_silent_destination_times_out_after_the_last_router(chain: Chain):
     assert result.reached is False and result.error == ProbeError.TIMEOUT
     assert hop_addresses(result) == [R1_IN, R2_IN]
     assert "198.51.100.2 at hop 2" in (result.message or "")
-    assert elapsed_s < 0.5 + 2.0  # waited for the timeout, not much longer
+    # waited for the timeout and two retry rounds of the hops past the last
+    # answer (a rate-limited router looks the same at first), not much longer
+    assert elapsed_s < 0.5 + 2 * (1.1 + 0.5) + 2.0
+    assert result.detail["retried"] == [3, 4] and result.detail["silent"] == [3, 4]
     assert result.sent == 1 and result.rtts_ms == ()
 
 
@@ -298,3 +394,26 @@ def test_no_route_on_our_own_host_is_reported_as_such(chain: Chain):
     assert result.error == ProbeError.NO_ROUTE
     assert result.reached is False and not result.measured  # nothing left this host
 
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("target", "expected"), [
+    (DST, [(1, "time_exceeded", R1_IN), (2, "time_exceeded", R2_IN), (3, "echo_reply", DST)]),
+    (DST6, [(1, "time_exceeded", R1_IN6), (2, "time_exceeded", R2_IN6),
+            (3, "echo_reply", DST6)]),
+])
+def test_the_drills_hop_check_sees_each_router_over_both_families(chain: Chain, target: str,
+                                                                  expected: list):
+    """`watch` tells the active line with TTL-limited echo requests: the same
+    chain answers them hop by hop over IPv4 and IPv6."""
+    from netprobe.watch.hopcheck import HopChecker
+
+    async def main():
+        checker = HopChecker(raw=True)
+        try:
+            return await checker.probe(target, [1, 2, 3], timeout_s=1.0)
+        finally:
+            checker.close()
+
+    answers = run_in_netns(chain.h0, asyncio.run, main())
+    assert [(a.ttl, a.kind, a.source) for a in answers] == expected

@@ -412,3 +412,26 @@ def test_status_follows_fail_on(fmt):
         assert r.status == status
         text = render(r, fmt)
         assert (str(status).upper() in text) or (f'value="{status}"' in text)
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+def test_an_ambiguous_group_renders_in_every_format_with_its_candidates(fmt):
+    import dataclasses
+
+    from netprobe.diagnosis.model import Verdict
+
+    report = sample_report()
+    ambiguous = dataclasses.replace(
+        report.diagnosis.groups[0], active=None, verdict=Verdict.AMBIGUOUS,
+        reason="traffic flows, on leased-a or broadband-b: cannot be told apart",
+        candidates=("leased-a", "broadband-b"))
+    report = dataclasses.replace(
+        report, diagnosis=dataclasses.replace(report.diagnosis, groups=(ambiguous,)))
+    text = render(report, fmt)
+    if fmt == Format.JSON:
+        data = json.loads(text)
+        jsonschema.validate(data, REPORT_SCHEMA)
+        assert data["groups"][0]["candidates"] == ["leased-a", "broadband-b"]
+        assert data["groups"][0]["verdict"] == "ambiguous"
+    elif fmt in (Format.TABLE, Format.MD, Format.NAGIOS):
+        assert "ambiguous" in text and "leased-a or broadband-b" in text

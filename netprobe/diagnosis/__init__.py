@@ -23,6 +23,10 @@ Decisions worth knowing:
 - A down line whose group still carries traffic (failed over, redundancy
   lost, failback pending) is a warning, not a critical: the group finding
   says what it costs. Ambiguity about a failure is critical: something is down.
+- A host name with both IPv4 and IPv6 addresses is probed over both
+  (families.py): the component is judged once, up if either family gets
+  through, and a family that fails beside one that works is a `family_down`
+  warning.
 - Findings that could not be measured are `not_measured` (status UNKNOWN);
   they are raised only for components left unknown, and for groups whose
   traces could not run.
@@ -34,6 +38,7 @@ from typing import Any
 
 from netprobe.diagnosis.degradation import locate_degradation
 from netprobe.diagnosis.failover import assess_groups
+from netprobe.diagnosis.families import family_findings, split_families
 from netprobe.diagnosis.findings import assess_components, component_findings, sort_findings
 from netprobe.diagnosis.localize import localize, read_traces
 from netprobe.diagnosis.model import Diagnosis, Finding
@@ -43,6 +48,7 @@ from netprobe.topology import Topology
 
 def diagnose(topology: Topology, evidence: Evidence) -> Diagnosis:
     """Every component's state, every group's verdict, and the findings, worst first."""
+    evidence, pairs = split_families(evidence)
     loc = localize(topology, evidence, read_traces(topology, evidence))
     found = locate_degradation(topology, loc)
     assessed = assess_components(topology, evidence, loc, found)
@@ -53,6 +59,7 @@ def diagnose(topology: Topology, evidence: Evidence) -> Diagnosis:
                                                      found)
     for g in groups:
         findings.extend(g.findings)
+    findings.extend(family_findings(topology, pairs))
     findings.extend(_audit(topology))
     return Diagnosis(
         components=tuple(states[name] for name in topology.components),

@@ -3,7 +3,12 @@
 Line health comes from the lines' component states (their far-end probes,
 seen through the localisation, so a line behind a dead CE is unknown, not
 down). The active line comes from the traces of the endpoints behind the
-group. When no trace shows it, the traffic itself still speaks: if the
+group, and from ICMP errors (in time or late) sent by a line's own hop to any
+probe of something behind the group. When the evidence names more than one
+line (traces that disagree), or traces ran but a line's router stayed silent
+(one that never sends time-exceeded) while traffic flows and more than one
+line is up, the verdict is `ambiguous`, naming the candidates and what was
+seen. When nothing shows it, the traffic itself still speaks: if the
 preferred line is down and endpoints behind the group answer, traffic must be
 on a standby line; if they do not answer while a standby is up, the traffic
 did not move.
@@ -108,6 +113,41 @@ class _Group:
             return f"the traces could not be measured ({r.message or r.error})"
         return "no trace of an endpoint behind it"
 
+    def seen(self, line: str) -> str:
+        """How the evidence shows `line` active: 'trace shows 198.51.100.1' or
+        'ICMP errors from 198.51.100.1'."""
+        votes = [v for v in self.act.votes if line in v.lines]
+        if not votes or any(v.by == "trace" for v in votes):
+            return f"trace shows {either(self.t.line_hops(line))}"
+        return f"ICMP errors from {either(dict.fromkeys(a for v in votes for a in v.addresses))}"
+
+    @property
+    def active_by(self) -> str | None:
+        line = self.act.line
+        votes = [v for v in self.act.votes if line is not None and line in v.lines]
+        if not votes:
+            return None
+        return "trace" if any(v.by == "trace" for v in votes) else "icmp_error"
+
+    def silent_text(self) -> str:
+        """Routers that forwarded the traces but did not answer them (a silent hop
+        before one that answered): 'dc-app/trace silent at hop 2 after retries'.
+        A trace that stops dead is not this: nothing after it says it forwarded."""
+        by_gap: dict[str, list[str]] = {}  # the same gap in several traces: said once
+        for v in self.act.votes:
+            if v.by != "trace":
+                continue
+            detail = self._detail(v.probe_id)
+            hops = [h for h in detail.get("hops") or [] if isinstance(h, dict)]
+            last = max((h.get("ttl") or 0 for h in hops if h.get("address")), default=0)
+            silent = [h.get("ttl") for h in hops if not h.get("address")
+                      and (h.get("ttl") or 0) < last]
+            if silent:
+                again = " after retries" if detail.get("retried") else ""
+                gap = f"silent at hop {either(str(t) for t in silent)}{again}"
+                by_gap.setdefault(gap, []).append(v.probe_id)
+        return "; ".join(f"{names(dict.fromkeys(ids))} {gap}" for gap, ids in by_gap.items())
+
     def _detail(self, probe_id: str) -> dict:
         for p in self.loc.probes:
             if p.result.id == probe_id:
@@ -126,9 +166,11 @@ def assess_group(topology: Topology, evidence: Evidence, loc: Localization,
     verdict, reason, active, findings = _decide(ctx)
     absorbed = frozenset(line for line in group.lines if ctx.state(line) == State.DOWN) \
         if verdict in _ABSORBING else frozenset()
+    candidates = _candidates(ctx) if verdict == Verdict.AMBIGUOUS else ()
     gv = GroupVerdict(name=group.name, lines=group.lines, preferred=group.preferred, active=active,
                       verdict=verdict, reason=reason, failback=group.failback,
-                      evidence=ctx.evidence)
+                      evidence=ctx.evidence, candidates=candidates,
+                      active_by=ctx.active_by if active else None)
     return GroupAssessment(gv, tuple(findings), absorbed)
 
 
@@ -170,7 +212,7 @@ def _with_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, State],
     g = c.g
     eps = c.voters(active)
     to = f"traffic to {names(eps)}" if eps else "traffic"
-    hop = either(c.t.line_hops(active))
+    hop = c.seen(active)
     if active == pref:
         if st[pref] == State.DOWN:
             others = [s for s in standbys if s in healthy]
@@ -179,8 +221,9 @@ def _with_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, State],
                      f"no standby line is known to be up ({names(unmeasured)} could not be "
                      "checked)" if unmeasured else "no standby line is up")
             summary = (c.lines_text(pref, standbys)
-                       + f"{to} still goes via {pref} (trace shows {hop}): {moved}.")
-            return (Verdict.FAILOVER_FAILED, f"{pref} is down but the traces still show its hop {hop}",
+                       + f"{to} still goes via {pref} ({hop}): {moved}.")
+            return (Verdict.FAILOVER_FAILED, f"{pref} is down but the evidence still shows it "
+                    f"carrying traffic ({hop})",
                     active, [finding(Severity.CRITICAL, FindingKind.FAILOVER_FAILED, summary, eps)])
         if st[pref] not in _HEALTHY:
             return (Verdict.UNKNOWN, f"traffic goes via {pref}, whose state is unknown "
@@ -195,7 +238,9 @@ def _with_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, State],
             return (Verdict.UNKNOWN, f"traffic goes via {pref} (up), but standby "
                     f"{either(sb_unknown)} could not be checked ({why})", active, [])
         standby_text = ", ".join(f"standby {s} {st[s]}" for s in standbys)
-        reason = f"traffic goes via {pref} ({st[pref]})" + (f"; {standby_text}" if standby_text else "")
+        by = f", {hop}" if c.active_by == "icmp_error" else ""
+        reason = (f"traffic goes via {pref} ({st[pref]}{by})"
+                  + (f"; {standby_text}" if standby_text else ""))
         return Verdict.NOMINAL, reason, active, []
 
     # traffic is on a standby line
@@ -203,7 +248,7 @@ def _with_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, State],
         if st[active] == State.DOWN:
             others = [s for s in healthy if s != active]
             summary = (f"{c.line_text(pref)}; {c.line_text(active)}; {to} goes via {active} "
-                       f"(trace shows {hop}), which is down"
+                       f"({hop}), which is down"
                        + (f", while {either(others)} is up." if others else "."))
             return (Verdict.FAILOVER_FAILED, f"traffic moved to {active}, which is down", active,
                     [finding(Severity.CRITICAL, FindingKind.FAILOVER_FAILED, summary, eps)])
@@ -250,7 +295,8 @@ def _without_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, Stat
         said = "; ".join(f"{v.probe_id} shows {either(v.lines)}" for v in c.act.votes if v.lines)
         extra.append(Finding(Severity.WARNING, FindingKind.AMBIGUOUS,
                              tuple(dict.fromkeys([*g.lines, *(v.endpoint for v in c.act.votes)])),
-                             f"the traces disagree on which line of {g.name} carries traffic: "
+                             f"the traces and ICMP errors disagree on which line of {g.name} "
+                             "carries traffic: "
                              f"{said}.", c.evidence))
     ok_targets = c.targets(c.traffic_ok)
     failed_targets = c.targets(c.traffic_failed)
@@ -295,10 +341,33 @@ def _without_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, Stat
             verdict, reason, _, findings = _redundancy_lost(c, sb_down, standbys, healthy,
                                                             traffic, None, finding)
             return verdict, f"{reason}; which line carries it is unknown: {why}", None, findings + extra
+        cands = _candidates(c)
+        if c.act.disagree and len(cands) > 1:
+            return (Verdict.AMBIGUOUS, f"the evidence names {either(cands)}: {why}", None, extra)
+        silent = c.silent_text()
+        if c.traffic_ok and silent and len(cands) > 1:
+            summary = (f"which line of {g.name} carries traffic cannot be told apart: "
+                       f"{either(cands)}. A router that forwards but never sends time-exceeded "
+                       f"hides it: {silent}, where the active line's router would answer, and "
+                       f"no ICMP error came from a line's hop; {names(ok_targets)} behind "
+                       f"{g.name} answer{'s' if len(ok_targets) == 1 else ''}.")
+            return (Verdict.AMBIGUOUS, f"traffic flows, on {either(cands)}: cannot be told apart "
+                    f"({silent})",
+                    None, [Finding(Severity.WARNING, FindingKind.AMBIGUOUS,
+                                   (g.name, *cands), summary, c.evidence)])
         return (Verdict.UNKNOWN, f"{why}; cannot tell which line carries traffic", None,
                 extra + _trace_not_measured(c))
     return (Verdict.UNKNOWN, f"preferred line {pref} is unknown ({c.states[pref].reason})", None,
             extra + _trace_not_measured(c))
+
+
+def _candidates(c: _Group) -> tuple[str, ...]:
+    """Lines that may carry the traffic: those the evidence names, else every
+    line not known to be down."""
+    named = [line for line in c.g.lines if any(line in v.lines for v in c.act.votes)]
+    if named:
+        return tuple(named)
+    return tuple(line for line in c.g.lines if c.state(line) != State.DOWN)
 
 
 def _trace_not_measured(c: _Group) -> list[Finding]:

@@ -72,6 +72,16 @@ def notices_text(r: ProbeResult) -> str:
         text = f"{who} {n.source} answered '{n.description or f'ICMP type {n.type} code {n.code}'}'"
         if text not in seen:
             seen.append(text)
+    for late in r.detail.get("late_errors") or ():
+        if not isinstance(late, dict) or not late.get("source"):
+            continue
+        who = "the host" if late["source"] == r.address else "router"
+        after = late.get("after_ms")
+        when = f" {float(after) / 1000:.1f} s later" if isinstance(after, int | float) else " late"
+        text = (f"{who} {late['source']} answered "
+                f"'{late.get('description') or 'an ICMP error'}'{when}")
+        if text not in seen:
+            seen.append(text)
     return "; ".join(seen)
 
 

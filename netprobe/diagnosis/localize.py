@@ -8,8 +8,14 @@ its path, not proven up, is down. The explanations are the smallest sets of
 components that hit every failed probe (minimum hitting sets); when there is
 more than one, the evidence cannot tell them apart and we say so.
 
+An ICMP error that came back (in time or late: a router that gave up on a
+dead next hop) proves the path up to the router that sent it, so only what
+lies behind that router can explain the failure.
+
 Redundancy groups in a path are replaced by their active line when the traces
-show it. When they do not, the group stands for "whichever line carries the
+show it, or when an ICMP error from a line's own hop address does (any probe's,
+late ones included: a rate-limiting router may send no time-exceeded to the
+traces, but its "host unreachable" still says the traffic went through it). When they do not, the group stands for "whichever line carries the
 traffic": a success through it proves only that some line works; a failure
 through it is explained by the group itself (a virtual element named after the
 group) or by any of its lines that is not proven up (the traffic may still be
@@ -61,11 +67,17 @@ def got_through(result: ProbeResult) -> bool | None:
 
 @dataclass(frozen=True)
 class TraceVote:
-    """What one trace says about one group: the lines whose hops it shows."""
+    """What one probe says about one group: the lines whose hops it shows.
 
-    endpoint: str
+    `by` is "trace" (the hops of a trace) or "icmp_error" (an ICMP error, in
+    time or late, from a line's hop address: `addresses` lists them).
+    """
+
+    endpoint: str  # the endpoint (or device) behind the group the probe went to
     probe_id: str
     lines: tuple[str, ...]  # empty: the trace showed no line's hops
+    by: str = "trace"
+    addresses: tuple[str, ...] = ()
 
     @property
     def line(self) -> str | None:
@@ -104,13 +116,40 @@ def _hop_addresses(result: ProbeResult) -> set[str]:
     return out
 
 
+def icmp_errors(result: ProbeResult) -> list[tuple[str, str]]:
+    """(source address, description) of every ICMP error a probe heard, in time
+    (`notices`) or after its timeout (`detail["late_errors"]`)."""
+    out = [(_norm(n.source), n.description) for n in result.notices]
+    for late in result.detail.get("late_errors") or ():
+        if isinstance(late, Mapping) and late.get("source"):
+            out.append((_norm(str(late["source"])),
+                        f"{late.get('description') or 'ICMP error'} (late)"))
+    return out
+
+
+def _host_of(topology: Topology, target: str) -> str | None:
+    """The device or endpoint a probe's packets went to (a service's host)."""
+    comp = topology.components.get(target)
+    if comp is None:
+        return None
+    if comp.kind == Kind.SERVICE and comp.parent:
+        return comp.parent
+    return comp.name if comp.kind in (Kind.ENDPOINT, Kind.DEVICE) else None
+
+
 def read_traces(topology: Topology, evidence: Evidence) -> dict[str, ActiveLine]:
-    """For each group, the line its endpoints' traces show carrying traffic."""
+    """For each group, the line its endpoints' traces (and ICMP errors) show
+    carrying traffic."""
     paths = _Paths(topology, {}, {})
     traces: dict[str, list[ProbeResult]] = {}
+    errors: dict[str, list[ProbeResult]] = {}  # host -> its probes that heard ICMP errors
     for r in evidence.results:
         if r.kind == "trace" and r.target in topology.components:
             traces.setdefault(r.target, []).append(r)
+        if r.kind != "trace" and r.measured and icmp_errors(r):
+            host = _host_of(topology, r.target)
+            if host is not None:
+                errors.setdefault(host, []).append(r)
     out: dict[str, ActiveLine] = {}
     for gname, group in topology.groups.items():
         all_hops = {line: {_norm(a) for a in topology.line_hops(line)} for line in group.lines}
@@ -130,6 +169,16 @@ def read_traces(topology: Topology, evidence: Evidence) -> dict[str, ActiveLine]
                 seen = _hop_addresses(r)
                 lines = tuple(line for line in group.lines if hops[line] & seen)
                 votes.append(TraceVote(endpoint=name, probe_id=r.id, lines=lines))
+        for name, results in errors.items():
+            if gname not in paths.closure(name):
+                continue
+            for r in results:
+                sources = {a for a, _ in icmp_errors(r)}
+                lines = tuple(line for line in group.lines if hops[line] & sources)
+                if lines:
+                    matched = tuple(sorted(set().union(*(hops[x] for x in lines)) & sources))
+                    votes.append(TraceVote(endpoint=name, probe_id=r.id, lines=lines,
+                                           by="icmp_error", addresses=matched))
         named = {v.lines[0] for v in votes if len(v.lines) == 1}
         active = next(iter(named)) if len(named) == 1 else None
         if active is None and len(group.lines) == 1 and not named:
@@ -448,7 +497,13 @@ def localize(topology: Topology, evidence: Evidence,
                                 service=comp.name if comp.kind == Kind.SERVICE else None,
                                 groups=crossed))
 
-    proven_up = frozenset(e for p in probes if p.through for e in p.path)
+    # An ICMP error from a router on the path proves the path up to that router.
+    answered_upto = {p.result.id: _answered_upto(topology, p) for p in probes
+                     if p.through is False}
+    proven_up = frozenset(
+        [e for p in probes if p.through for e in p.path]
+        + [e for p in probes if p.through is False
+           for e in p.path[:answered_upto[p.result.id]]])
 
     failures: list[Options] = []
     unexplained: list[str] = []
@@ -459,7 +514,7 @@ def localize(topology: Topology, evidence: Evidence,
             continue
         if p.through is not False:
             continue
-        opts = _options(topology, p, proven_up)
+        opts = _options(topology, p, proven_up, skip=answered_upto.get(p.result.id, 0))
         if not opts:
             unexplained.append(p.result.id)
             continue
@@ -499,9 +554,29 @@ def localize(topology: Topology, evidence: Evidence,
                         unexplained=tuple(unexplained), paths=comp_paths, rank=rank)
 
 
-def _options(topology: Topology, p: ProbePath, proven_up: frozenset[str]) -> Options:
+def _answered_upto(topology: Topology, p: ProbePath) -> int:
+    """How many elements of a failed probe's path an ICMP error proves up: those
+    up to and including the router that sent it (never the host itself)."""
+    sources = {a for a, _ in icmp_errors(p.result)}
+    if not sources:
+        return 0
+    upto = 0
+    for i, e in enumerate(p.path[:-1]):
+        comp = topology.components.get(e)
+        if comp is None:
+            continue
+        own = {_norm(a) for a in topology.line_hops(e)} if comp.kind == Kind.LINE else set()
+        if comp.address:
+            own.add(_norm(comp.address))
+        if own & sources:
+            upto = i + 1
+    return upto
+
+
+def _options(topology: Topology, p: ProbePath, proven_up: frozenset[str],
+             skip: int = 0) -> Options:
     opts: list[frozenset[str]] = []
-    suspects = [*p.path, p.service] if p.service else list(p.path)
+    suspects = [*p.path[skip:], p.service] if p.service else list(p.path[skip:])
     for e in suspects:
         if e in proven_up:
             continue

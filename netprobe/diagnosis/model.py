@@ -30,6 +30,10 @@ class Verdict(StrEnum):
     FAILOVER_FAILED = "failover_failed"
     FAILBACK_PENDING = "failback_pending"
     DOWN = "down"
+    # the evidence fits more than one line as the active one: `candidates`
+    # names them, the finding says what was seen (a line router that never
+    # sends time-exceeded, traces and ICMP errors that disagree)
+    AMBIGUOUS = "ambiguous"
     UNKNOWN = "unknown"
 
 
@@ -67,6 +71,7 @@ class FindingKind(StrEnum):
     SINGLE_POINT = "single_point_of_failure"
     UNIDENTIFIABLE = "unidentifiable"
     AMBIGUOUS = "ambiguous"
+    FAMILY_DOWN = "family_down"  # a dual-stack host answers over one address family only
     NOT_MEASURED = "not_measured"
 
 
@@ -103,17 +108,21 @@ class GroupVerdict:
     reason: str
     failback: str = "auto"
     evidence: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = ()  # lines that may be active, when `active` is not known
+    active_by: str | None = None  # what showed the active line: "trace" or "icmp_error"
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "lines": list(self.lines), "preferred": self.preferred,
                 "active": self.active, "verdict": str(self.verdict), "reason": self.reason,
-                "failback": self.failback, "evidence": list(self.evidence)}
+                "failback": self.failback, "evidence": list(self.evidence),
+                "candidates": list(self.candidates), "active_by": self.active_by}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> GroupVerdict:
         return cls(d["name"], tuple(d.get("lines", ())), d.get("preferred"), d.get("active"),
                    Verdict(d["verdict"]), d.get("reason", ""), d.get("failback", "auto"),
-                   tuple(d.get("evidence", ())))
+                   tuple(d.get("evidence", ())), tuple(d.get("candidates", ())),
+                   d.get("active_by"))
 
 
 @dataclass(frozen=True)

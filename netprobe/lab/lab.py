@@ -416,14 +416,16 @@ class Lab:
         self._set_scenario(sc.name)
 
     def heal(self, timeout_s: float = 15.0) -> None:
-        """Undo every scenario: firewall drops, the slow wire, stopped daemons,
-        controller flags; wait until traffic is back on the primary."""
-        from netprobe.lab.scenarios import restore_wire
+        """Undo every scenario: firewall drops, the slow wire, ICMP limits, a
+        powered-off device, stopped daemons, controller flags; wait until traffic is back on the primary."""
+        from netprobe.lab.scenarios import power_on, restore_sysctls, restore_wire
 
         self.require_up()
         for role in layout.ROLES:
             system.nft_delete_tables(self.ns(role), SCENARIO_TABLE_PREFIX)
         restore_wire(self)
+        restore_sysctls(self)
+        power_on(self, "dc-edge")
         restarted = self._start_daemons(only_dead=True)
         if self._daemon_pid("controller") is None:
             self._start_controller()

@@ -7,6 +7,13 @@ never depends on remembering what was done.
 A cut line or a dead router drops everything it receives (netdev ingress, at
 both ends of a line): taking the link down instead would not do, because Linux
 still answers pings to the address of an interface that is down.
+
+Three scenarios rehearse what real routers do to traces: `carrier-a-ratelimit`
+(carrier A's router limits its ICMP errors), `dc-edge-off` (dc-edge powered
+off: its links are down, so the carriers' routers answer "host unreachable"
+only when address resolution gives up, about 3 s later, with the ICMP budget
+of a real router), `carrier-a-silent` (carrier A's router forwards but never
+sends time-exceeded). `heal` puts links, routes and sysctls back.
 """
 
 from __future__ import annotations
@@ -71,6 +78,44 @@ def _expect_hold(lab: Lab, after: int, want: str) -> None:
     if lab.wait_for_event("hold", after, SWITCH_WAIT_S, want=want) is None:
         raise NetprobeError(f"the lab's controller did not notice the change within "
                             f"{SWITCH_WAIT_S:.0f} s; see {lab.controller_log}")
+
+
+# Linux's defaults, as a real router has them: per destination a burst of 6
+# ICMP errors, then one a second; at most 1000 a second in all.
+DEFAULT_ICMP_LIMITS = (("net.ipv4.icmp_ratelimit", "1000"),
+                       ("net.ipv4.icmp_msgs_per_sec", "1000"),
+                       ("net.ipv4.icmp_msgs_burst", "50"))
+# A strict router (like `ip icmp rate-limit` on a busy carrier edge): besides
+# the per-destination limit, about one error a second in all.
+STRICT_ICMP_LIMITS = (("net.ipv4.icmp_ratelimit", "1000"),
+                      ("net.ipv4.icmp_msgs_per_sec", "1"),
+                      ("net.ipv4.icmp_msgs_burst", "1"))
+
+
+def power_off(lab: Lab, role: str) -> None:
+    """Every link of `role` down, as if unplugged: its neighbours' address
+    resolution for it fails (unlike `kill_device`, which drops in silence)."""
+    system.ip_batch(lab.ns(role), [f"link set {name} down"
+                                   for name in layout.interfaces_of(role)])
+
+
+def power_on(lab: Lab, role: str) -> None:
+    """Links up again, and the static routes the kernel dropped with them (the
+    CE's default route belongs to its controller, which puts it back itself)."""
+    lines = [f"link set {name} up" for name in layout.interfaces_of(role)]
+    if role != "ce":
+        for rt in layout.ROUTES:
+            if rt.role == role:
+                line = f"route replace {rt.dest} via {rt.via}"
+                line += f" dev {rt.dev}" if rt.dev else ""
+                line += f" src {rt.src}" if rt.src else ""
+                lines.append(line)
+    system.ip_batch(lab.ns(role), lines)
+
+
+def restore_sysctls(lab: Lab) -> None:
+    for role in layout.ROLES:
+        system.set_sysctls(lab.ns(role), layout.sysctls_for(role))
 
 
 def restore_wire(lab: Lab) -> None:
@@ -166,6 +211,26 @@ def standby_dead(lab: Lab) -> None:
     cut_line(lab, layout.SECONDARY)
 
 
+def carrier_a_ratelimit(lab: Lab) -> None:
+    system.set_sysctls(lab.ns(layout.PRIMARY.pe_role), STRICT_ICMP_LIMITS)
+
+
+def dc_edge_off(lab: Lab) -> None:
+    for line in layout.LINES:
+        system.set_sysctls(lab.ns(line.pe_role), DEFAULT_ICMP_LIMITS)
+    power_off(lab, "dc-edge")
+
+
+def carrier_a_silent(lab: Lab) -> None:
+    system.nft_apply(lab.ns(layout.PRIMARY.pe_role), """table inet scn_silent {
+    chain out {
+        type filter hook output priority 0; policy accept;
+        icmp type time-exceeded drop
+    }
+}
+""")
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("healthy", "everything works; traffic on leased-a", healthy),
     Scenario("primary-cut", "leased-a passes nothing; the CE fails over to broadband-b",
@@ -187,6 +252,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("failback-stuck", "leased-a was cut and repaired; the CE failed over but does not "
              "fail back", failback_stuck),
     Scenario("standby-dead", "broadband-b passes nothing while leased-a works", standby_dead),
+    Scenario("carrier-a-ratelimit", "carrier A's router sends about one ICMP error a second "
+             "(traces lose its time-exceeded)", carrier_a_ratelimit),
+    Scenario("dc-edge-off", "dc-edge is powered off (links down): the carriers' routers, with "
+             "Linux's default ICMP limits, answer host-unreachable ~3 s late", dc_edge_off),
+    Scenario("carrier-a-silent", "carrier A's router forwards but never sends time-exceeded",
+             carrier_a_silent),
 )}
 
 

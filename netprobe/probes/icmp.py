@@ -13,6 +13,13 @@ Privilege: a raw socket when permitted (root, CAP_NET_RAW), else Linux's
 unprivileged datagram ICMP socket (allowed by `net.ipv4.ping_group_range`).
 A datagram socket's identifier is its port, chosen by the kernel, and ICMP
 errors reach it through the socket's error queue instead of as packets.
+
+Late errors: a router whose next hop is gone (a device powered off) answers
+"host unreachable" only when its address resolution gives up, about 3 s after
+the packet arrived, long after the attempt's timeout. That message names the
+router and says where the traffic died, so a probe that heard nothing keeps
+its attempts registered for `task.late_grace_s` more and records what comes
+back in `detail["late_errors"]`, without touching its RTT statistics.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from dataclasses import dataclass
 import icmplib
 
 from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
-from netprobe.packets import describe_icmp
+from netprobe.packets import describe_icmp, late_text
 from netprobe.probes.interface import ProbeContext, ProbeTask
 
 KIND = "icmp"
@@ -137,7 +144,7 @@ class _Probe:
     """The state of one `run`: what its attempts have seen so far."""
 
     __slots__ = ("rtts_ms", "notices", "error", "outstanding", "all_sent", "future",
-                 "timeout_ns", "deadline")
+                 "timeout_ns", "deadline", "late_errors")
 
     def __init__(self, future: asyncio.Future[None], timeout_ns: int) -> None:
         # lists only when something comes back: 10,000 probes, 20,000 fewer objects
@@ -150,6 +157,8 @@ class _Probe:
         self.future = future
         self.timeout_ns = timeout_ns
         self.deadline = 0.0  # event-loop time at which it gives up waiting
+        # None until the grace window opens: errors then are late, kept apart
+        self.late_errors: list[dict] | None = None
 
     def settle(self) -> None:
         self.outstanding -= 1
@@ -382,11 +391,15 @@ class _Engine:
             waiter.set_result(None)
 
     # -- deadlines -------------------------------------------------------------
-    def expire_at(self, probe: _Probe, deadline: float) -> None:
-        """Finish `probe` at `deadline` (event-loop time) unless its replies come first."""
-        queue = self._deadlines.get(probe.timeout_ns)
+    def expire_at(self, probe: _Probe, deadline: float, key: int | None = None) -> None:
+        """Finish `probe` at `deadline` (event-loop time) unless its replies come first.
+
+        `key` names the queue (default: the probe's timeout); each queue must get
+        its deadlines in order, so a grace window uses a queue of its own."""
+        key = probe.timeout_ns if key is None else key
+        queue = self._deadlines.get(key)
         if queue is None:
-            queue = self._deadlines[probe.timeout_ns] = deque()
+            queue = self._deadlines[key] = deque()
         probe.deadline = deadline
         queue.append(probe)
         if self._timer is None or deadline < self._timer_at:
@@ -546,6 +559,12 @@ class _Engine:
         probe = attempt.probe
         notice = IcmpNotice(source=source, type=icmp_type, code=icmp_code,
                             description=describe(fam.version, icmp_type, icmp_code))
+        if probe.late_errors is not None:  # after the timeout: evidence, not a result
+            probe.late_errors.append({
+                **notice.to_json(), "seq": seq,
+                "after_ms": round((time.perf_counter_ns() - attempt.sent_mono_ns) / 1e6, 1)})
+            probe.settle()
+            return
         if probe.notices is None:
             probe.notices = [notice]
         else:
@@ -553,6 +572,22 @@ class _Engine:
         probe.error = (ProbeError.UNREACHABLE if icmp_type == fam.unreachable
                        else ProbeError.TTL_EXCEEDED)
         probe.settle()
+
+
+async def _late_window(engine: _Engine, probe: _Probe, attempts: list[_Attempt | None],
+                       grace_s: float) -> None:
+    """Keep the unanswered attempts registered for `grace_s` more, so an ICMP
+    error that comes after the timeout is kept (as a late error); stop early
+    once every one of them has been answered."""
+    waiting = [a for a in attempts if a is not None and engine.pending.get(a.seq) is a]
+    if not waiting or engine.closed:
+        return
+    probe.late_errors = []
+    probe.outstanding = len(waiting)
+    probe.future = engine.loop.create_future()
+    grace_ns = int(grace_s * 1e9)
+    engine.expire_at(probe, engine.loop.time() + grace_s, key=-1 - grace_ns)
+    await probe.future
 
 
 class _Engines:
@@ -709,6 +744,9 @@ class IcmpProbe:
             if probe.outstanding > 0:
                 engine.expire_at(probe, loop.time() + timeout_s)
                 await probe.future
+                if not probe.rtts_ms and task.late_grace_s > 0:
+                    await _late_window(engine, probe, [*(earlier or ()), attempt],
+                                       task.late_grace_s)
         finally:
             if attempt is not None:
                 engine.forget(attempt)
@@ -717,6 +755,7 @@ class IcmpProbe:
 
         rtts_ms = tuple(probe.rtts_ms) if probe.rtts_ms else ()
         notices = tuple(probe.notices) if probe.notices else ()
+        detail = {"late_errors": probe.late_errors} if probe.late_errors else {}
         if send_error is not None and not rtts_ms:
             error, message = send_error
         elif rtts_ms:
@@ -727,10 +766,12 @@ class IcmpProbe:
         else:
             error = ProbeError.TIMEOUT
             message = f"no reply to {sent} echo request(s) within {timeout_s:g}s each"
+            if detail:
+                message += "; later " + late_text(detail["late_errors"])
         return ProbeResult(
             id=task.id, kind=KIND, target=task.target, address=address, sent=sent,
             rtts_ms=rtts_ms, error=error, message=message, reached=bool(rtts_ms),
-            notices=notices, started_at=started_at,
+            notices=notices, detail=detail, started_at=started_at,
             duration_s=time.perf_counter() - t0)
 
 

@@ -35,6 +35,10 @@ class ProbeTask:
     attempts: int = 3
     timeout_s: float = 1.0
     interval_s: float = 0.2  # between attempts of one probe
+    # After the last attempt's timeout, how long an unanswered probe keeps
+    # listening for ICMP errors that come late (a router that gives up on
+    # address resolution answers "host unreachable" ~3 s later). 0: not at all.
+    late_grace_s: float = 0.0
     params: dict[str, Any] = field(default_factory=dict)
 
 

@@ -14,7 +14,10 @@ An attempt ends in one of:
 
 With IP_RECVERR set, the kernel also queues the ICMP error itself on the
 socket, with the address of the router that sent it: that address is the
-evidence to hand to a carrier, so it is kept as an `IcmpNotice`.
+evidence to hand to a carrier, so it is kept as an `IcmpNotice`. An attempt
+that timed out keeps its socket `task.late_grace_s` longer: an ICMP error that
+comes then (a router that gave up resolving a dead next hop) is kept in
+`detail["late_errors"]`; the attempt stays a timeout.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
-from netprobe.packets import describe_icmp
+from netprobe.packets import describe_icmp, late_text
 from netprobe.probes.interface import ProbeContext, ProbeTask
 
 # Linux values; Python's socket module does not export IP_RECVERR.
@@ -105,6 +108,7 @@ class Attempt:
     rtt_ms: float | None = None
     errno_name: str | None = None
     notices: tuple[IcmpNotice, ...] = ()
+    late_errors: tuple[dict, ...] = ()  # ICMP errors after the timeout, with `after_ms`
 
 
 def enable_recverr(sock: socket.socket) -> bool:
@@ -162,7 +166,8 @@ def _sockaddr_address(raw: bytes) -> str | None:
     return None
 
 
-async def connect_once(family: int, sockaddr: tuple, timeout_s: float) -> Attempt:
+async def connect_once(family: int, sockaddr: tuple, timeout_s: float,
+                       late_grace_s: float = 0.0) -> Attempt:
     """One non-blocking connect, closed as soon as it is established."""
     loop = asyncio.get_running_loop()
     try:
@@ -187,9 +192,14 @@ async def connect_once(family: int, sockaddr: tuple, timeout_s: float) -> Attemp
             loop.add_writer(sock.fileno(), on_writable)
             try:
                 async with asyncio.timeout(timeout_s):
-                    finished = await done
+                    # shielded: a late-error window may wait on it further
+                    finished = await asyncio.shield(done)
             except TimeoutError:
-                return Attempt(outcome=ProbeError.TIMEOUT.value, notices=read_icmp_errors(sock))
+                notices = read_icmp_errors(sock)
+                late = await _late_errors(sock, done, started, late_grace_s) \
+                    if late_grace_s > 0 and not notices else ()
+                return Attempt(outcome=ProbeError.TIMEOUT.value, notices=notices,
+                               late_errors=late)
             finally:
                 loop.remove_writer(sock.fileno())
         else:
@@ -201,6 +211,20 @@ async def connect_once(family: int, sockaddr: tuple, timeout_s: float) -> Attemp
         return _failed(err, local=False, notices=read_icmp_errors(sock))
     finally:
         sock.close()
+
+
+async def _late_errors(sock: socket.socket, done: asyncio.Future[float], started: float,
+                       grace_s: float) -> tuple[dict, ...]:
+    """Wait up to `grace_s` more for the connect to fail; the ICMP errors then."""
+    try:
+        async with asyncio.timeout(grace_s):
+            await asyncio.shield(done)
+    except TimeoutError:
+        return ()
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+        return ()  # it connected after all, too late to count
+    after_ms = round((time.perf_counter() - started) * 1000.0, 1)
+    return tuple({**n.to_json(), "after_ms": after_ms} for n in read_icmp_errors(sock))
 
 
 def _failed(err: int | None, *, local: bool,
@@ -284,6 +308,10 @@ def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float,
             failures[o], -_PRECEDENCE.index(ProbeError(o)))))
         message = _message(error, task, failures[error], len(attempts), notices, attempts)
     detail: dict = {"port": task.port, "outcomes": outcomes}
+    late = [e for a in attempts for e in a.late_errors]
+    if late and not rtts:
+        detail["late_errors"] = late
+        message = f"{message}; later {late_text(late)}"
     errnos = [a.errno_name for a in attempts]
     if any(errnos):
         detail["errnos"] = errnos
@@ -344,7 +372,7 @@ class TcpProbe:
         async def attempt(i: int) -> Attempt:
             await asyncio.sleep(max(0.0, t0 + i * task.interval_s - time.monotonic()))
             await ctx.rate.take()
-            return await connect_once(family, sockaddr, task.timeout_s)
+            return await connect_once(family, sockaddr, task.timeout_s, task.late_grace_s)
 
         attempts = await asyncio.gather(*(attempt(i) for i in range(attempts_n)))
         return summarize(task, list(attempts), started_at, time.monotonic() - t0)

@@ -22,6 +22,7 @@ VERDICT_SEVERITY: dict[Verdict, Severity | None] = {
     Verdict.FAILBACK_PENDING: Severity.WARNING,
     Verdict.FAILOVER_FAILED: Severity.CRITICAL,
     Verdict.DOWN: Severity.CRITICAL,
+    Verdict.AMBIGUOUS: Severity.WARNING,
     Verdict.UNKNOWN: None,
 }
 
@@ -33,6 +34,16 @@ STATE_SEVERITY: dict[State, Severity | None] = {
 }
 
 SEVERITY_ORDER: dict[Severity, int] = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+def active_text(g: GroupVerdict) -> str:
+    """The active line for a person: its name, the candidates ('a or b?') when
+    the evidence fits more than one, else 'not known'."""
+    if g.active:
+        return g.active
+    if g.candidates:
+        return f"{' or '.join(g.candidates)}?"
+    return "not known"
 
 
 def counts_as_failure(severity: Severity | None, fail_on: Severity) -> bool:

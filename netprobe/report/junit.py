@@ -27,6 +27,7 @@ from netprobe.evidence import ProbeResult
 from netprobe.report.common import (
     STATE_SEVERITY,
     VERDICT_SEVERITY,
+    active_text,
     counts_as_failure,
     evidence_lines,
     findings_by_component,
@@ -67,7 +68,7 @@ def _cases(report: Report) -> list[_Case]:
     for g in report.groups:
         found = group_findings(report, g)
         evidence = (*g.evidence, *(p for f in found for p in f.evidence))
-        active = g.active or "not known"
+        active = active_text(g)
         cases.append(_Case("netprobe.group", g.name, VERDICT_SEVERITY[g.verdict],
                            f"{g.verdict} (active line {active})", g.reason, tuple(found),
                            evidence))

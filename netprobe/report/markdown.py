@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from netprobe.report.common import (
+    active_text,
     evidence_lines,
     fmt_duration_s,
     fmt_ms,
@@ -71,7 +72,7 @@ def render_markdown(report: Report) -> str:
         lines += ["## Redundancy groups", ""]
         lines += table(
             ["group", "verdict", "active line", "preferred", "lines", "reason"],
-            [[g.name, f"**{g.verdict}**", g.active or "not known", g.preferred,
+            [[g.name, f"**{g.verdict}**", active_text(g), g.preferred,
               ", ".join(g.lines), g.reason] for g in report.groups])
         lines.append("")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from netprobe.config import Thresholds
 from netprobe.diagnosis.model import STATIC_KINDS, FindingKind, Severity, State, Status
-from netprobe.report.common import sorted_findings
+from netprobe.report.common import active_text, sorted_findings
 from netprobe.report.model import Report
 
 FIRST_LINE_MAX = 200
@@ -136,7 +136,7 @@ def _item(report: Report, finding) -> str:
 def long_text(report: Report) -> list[str]:
     lines = [_text(f"[{f.severity}] {f.summary}") for f in sorted_findings(report.findings)]
     for g in report.groups:
-        lines.append(_text(f"group {g.name}: {g.verdict}, active {g.active or 'not known'}"))
+        lines.append(_text(f"group {g.name}: {g.verdict}, active {active_text(g)}"))
     if not lines:
         lines.append(f"{len(report.components)} components checked, no findings")
     return lines

@@ -72,6 +72,9 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "reason": {"type": "string"},
                     "failback": {"enum": ["auto", "manual"]},
                     "evidence": _STR_LIST,
+                    # verdict ambiguous: the lines that may carry the traffic
+                    "candidates": _STR_LIST,
+                    "active_by": {"enum": ["trace", "icmp_error", None]},
                 },
             },
         },

@@ -31,7 +31,7 @@ SEVERITY_STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "yellow", Sev
 VERDICT_STYLE = {Verdict.NOMINAL: "green", Verdict.REDUNDANCY_LOST: "yellow",
                  Verdict.FAILED_OVER: "yellow", Verdict.FAILBACK_PENDING: "yellow",
                  Verdict.FAILOVER_FAILED: "bold red", Verdict.DOWN: "bold red",
-                 Verdict.UNKNOWN: "magenta"}
+                 Verdict.AMBIGUOUS: "yellow", Verdict.UNKNOWN: "magenta"}
 
 # Width used when the table goes to a file: fits a mail client and a ticket.
 PLAIN_WIDTH = 100
@@ -74,7 +74,9 @@ def groups_table(report: Report) -> Table:
     t.add_column("verdict", no_wrap=True)
     t.add_column("reason", ratio=1, overflow="fold")
     for g in report.groups:
-        if g.active is None:
+        if g.active is None and g.candidates:
+            active = Text(f"{' or '.join(g.candidates)}?", style="yellow")
+        elif g.active is None:
             active = Text("not known", style="magenta")
         elif g.active == g.preferred:
             active = Text(g.active)

@@ -123,8 +123,9 @@ def watch_plan(topology: Topology, options: WatchOptions) -> tuple[list[ProbeTas
                                                                      list[GroupInfo]]:
     """The probes of one cycle (one attempt each), a lane per probe, and the groups."""
     timeout_s = options.timeout_for(topology.config.defaults.timeout)
+    # no late-error window: the next cycle comes sooner than a late error would
     tasks = build_plan(topology, PlanOptions(traces=False, attempts=1, timeout_s=timeout_s,
-                                             interval_s=0.0))
+                                             interval_s=0.0, late_grace_s=0.0))
     # An endpoint's own `timeout:` may exceed the interval; the schedule wins.
     tasks = [dataclasses.replace(t, attempts=1, timeout_s=min(t.timeout_s, timeout_s))
              for t in tasks if t.kind != "trace"]
