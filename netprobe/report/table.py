@@ -18,6 +18,7 @@ from netprobe.report.common import (
     fmt_duration_s,
     fmt_ms,
     fmt_ratio,
+    interruption,
     sorted_findings,
     status_title,
 )
@@ -48,8 +49,8 @@ def header(report: Report) -> Text:
     text = Text()
     text.append("netprobe ", style="bold")
     text.append(status_title(report), style=STATUS_STYLE[report.status])
-    if report.evidence.interrupted:
-        text.append("  interrupted: some probes did not run", style="bold magenta")
+    if report.interrupted:
+        text.append(f"  interrupted: {interruption(report)}", style="bold magenta")
     # second line: fits 80 columns for any vantage name of reasonable length
     text.append(f"\nvantage {report.vantage} · started {report.started_at_iso} · "
                 f"took {fmt_duration_s(report.evidence.duration_s)}")
