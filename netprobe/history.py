@@ -855,6 +855,7 @@ def _render_table(s: HistorySummary) -> str:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     buf = io.StringIO()
     con = Console(file=buf, width=100, color_system=None, no_color=True, highlight=False,
@@ -867,8 +868,8 @@ def _render_table(s: HistorySummary) -> str:
         for h in section.headers:
             t.add_column(h, justify="right" if h in _RIGHT else "left", overflow="fold",
                          no_wrap=h not in ("name", "group", "lines"))
-        for row in section.rows:
-            t.add_row(*row)
+        for row in section.rows:  # Text: names from the database are never read as markup
+            t.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in row))
         con.print()
         con.print(t)
     if notes:
