@@ -584,7 +584,12 @@ def _lenient_entry(model: type[BaseModel], body: Any) -> BaseModel:
                 given.add(name)
                 continue
             except (ValidationError, ValueError, TypeError):
-                pass
+                # invalid: nothing (an empty list where a list is meant), never the
+                # default, which the cross-checks would take for what was written
+                default = None if info.is_required() else info.get_default(
+                    call_default_factory=True)
+                values[name] = type(default)() if isinstance(default, list | dict) else None
+                continue
         values[name] = None if info.is_required() else info.get_default(call_default_factory=True)
     return model.model_construct(_fields_set=given, **values)
 
@@ -996,6 +1001,8 @@ def _cross_check(cfg: Config, root: Any, add: Callable[[_Problem], None]) -> Non
         by_priority: dict[int, str] = {}
         for lname in members:
             priority = cfg.lines[lname].priority
+            if priority is None:  # not valid: the schema said so
+                continue
             if priority in by_priority:
                 given = "priority" in cfg.lines[lname].model_fields_set
                 position = where.value("lines", lname, "priority") if given else where.key("lines", lname)
