@@ -80,32 +80,46 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handles_errors(func: F) -> F:
-    """Turn the project's own errors into a message and exit 3; never a traceback."""
+    """Turn the project's own errors into a message and exit 3; never a traceback.
+
+    The stop signals (SIGINT, SIGTERM, SIGHUP) are handled for the command's
+    lifetime: before a command has anything to report they end it with one
+    line and exit 3; `check` defers them once probing begins (netprobe.signals).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from netprobe.signals import Interrupted, command_guard
         from netprobe.ui import stderr_console
 
         _state["command_ran"] = True
         try:
-            return func(*args, **kwargs)
+            with command_guard():
+                return func(*args, **kwargs)
         except NetprobeError as exc:
-            stderr_console().print(f"netprobe: {exc}", markup=False)
+            _say(stderr_console(), f"netprobe: {exc}")
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
-        except KeyboardInterrupt:
-            stderr_console().print("netprobe: interrupted", markup=False)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            name = exc.signame if isinstance(exc, Interrupted) else "SIGINT"
+            _say(stderr_console(), f"netprobe: stopped by {name} before there was anything to report")
             raise typer.Exit(EXIT_UNKNOWN) from None
         except Exception as exc:
             if os.environ.get("NETPROBE_DEBUG"):
                 raise
-            stderr_console().print(
-                f"netprobe: internal error: {exc!r}. This is a bug in netprobe; run again with "
-                "NETPROBE_DEBUG=1 for a traceback and report it.", markup=False)
+            _say(stderr_console(),
+                 f"netprobe: internal error: {exc!r}. This is a bug in netprobe; run again with "
+                 "NETPROBE_DEBUG=1 for a traceback and report it.")
             raise typer.Exit(EXIT_UNKNOWN) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _say(console: Any, text: str) -> None:
+    """One message on a console that may be gone (a hung-up terminal, a closed pipe)."""
+    with contextlib.suppress(OSError, ValueError):
+        console.print(text, markup=False)
 
 
 # -- shared options, declared once -------------------------------------------
@@ -209,23 +223,45 @@ def _read_json(path: Path) -> Any:
 
 
 def _emit(report: Any, fmt: str, outputs: list[Path], quiet: bool, verbose: bool,
-          history: Path | None) -> None:
-    from netprobe.report import Format, print_table, render, write_outputs
-    from netprobe.ui import stdout_console
+          history: Path | None) -> int:
+    """Write the files, record the history, print the report; returns the exit code.
 
+    A file or history that cannot be written does not cost the verdict: the
+    report is still printed, each failure is named on stderr, and the exit
+    code is the worse of the report's and UNKNOWN (a CRITICAL stays 2).
+    """
+    from netprobe.diagnosis.model import Status
+    from netprobe.report import Format, print_table, render, write_outputs
+    from netprobe.ui import stderr_console, stdout_console
+
+    failures: list[str] = []
     if outputs:
-        write_outputs(report, outputs)
+        try:
+            write_outputs(report, outputs)
+        except NetprobeError as exc:
+            failures.append(str(exc))
     if history:
         from netprobe.history import record_run
 
-        record_run(history, report)
-    if quiet:
-        return
-    if Format(fmt) == Format.TABLE:
-        print_table(report, stdout_console(), verbose=verbose)
-    else:
-        text = render(report, Format(fmt))
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        try:
+            record_run(history, report)
+        except NetprobeError as exc:
+            failures.append(f"history not recorded: {exc}")
+    if not quiet:
+        with contextlib.suppress(OSError, ValueError):  # stdout gone (hang-up, closed pipe)
+            if Format(fmt) == Format.TABLE:
+                print_table(report, stdout_console(), verbose=verbose)
+            else:
+                text = render(report, Format(fmt))
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+                sys.stdout.flush()
+    if not failures:
+        return report.exit_code
+    err = stderr_console()
+    for failure in failures:
+        _say(err, f"netprobe: {failure}")
+    worse = max(report.status, Status.UNKNOWN, key=lambda s: s.rank)
+    return worse.exit_code
 
 
 @app.command()
@@ -264,6 +300,7 @@ def check(
     from netprobe.executor import RunOptions, run
     from netprobe.plan import PlanOptions, build_plan
     from netprobe.report.model import build_report
+    from netprobe.signals import guard as signal_guard
     from netprobe.ui import RichProgress, stderr_console
 
     outputs = list(output or [])
@@ -283,17 +320,19 @@ def check(
                                              timeout_s=timeout_s, late_grace_s=late_grace_s))
     err = stderr_console()
 
-    def on_interrupt() -> None:
-        err.print("netprobe: interrupted; reporting what was measured", markup=False)
+    def on_signal(name: str) -> None:
+        err.print(f"netprobe: interrupted by {name}; reporting what was measured", markup=False)
 
+    guard = signal_guard()
+    guard.defer(on_signal)  # probing begins: from here on a signal costs no measurement
     evidence = run(tasks, RunOptions(concurrency=concurrency, rate_pps=rate, deadline_s=deadline_s,
                                      confirm_attempts=confirm),
-                   progress=None if quiet else RichProgress(err), on_interrupt=on_interrupt)
+                   progress=None if quiet else RichProgress(err), stop_source=guard)
     diagnosis = diagnose(topology, evidence)
     report = build_report(topology.vantage, str(config), evidence, diagnosis, severity,
-                          thresholds=topology.thresholds, topology=topology.to_json())
-    _emit(report, fmt, outputs, quiet, verbose, history)
-    raise typer.Exit(report.exit_code)
+                          thresholds=topology.thresholds, topology=topology.to_json(),
+                          interrupted_by=guard.received)
+    raise typer.Exit(_emit(report, fmt, outputs, quiet, verbose, history))
 
 
 @app.command()
@@ -397,8 +436,7 @@ def diagnose(
     report = build_report(topology.vantage, data.get("config", str(run_json)), evidence, diagnosis,
                           severity, thresholds=topology.thresholds, topology=topology.to_json(),
                           rediagnosed_from=str(run_json))
-    _emit(report, fmt, outputs, quiet, verbose, None)
-    raise typer.Exit(report.exit_code)
+    raise typer.Exit(_emit(report, fmt, outputs, quiet, verbose, None))
 
 
 MERGE_EXTENSIONS = {".json": "json", ".md": "md", ".txt": "table"}

@@ -7,12 +7,14 @@ every problem with file, line, column, field path and a hint.
 from __future__ import annotations
 
 import difflib
+import functools
+import gc
 import ipaddress
 import os
 import re
 import typing
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Iterable, Iterator
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -403,11 +405,22 @@ class Config(Frozen):
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class _Problem:
+# Problems shown at once; a hostile file can hold hundreds of thousands, and
+# a person fixes the first ones first.
+MAX_PROBLEMS_SHOWN = 50
+
+
+class _Problem(NamedTuple):  # a tuple: a hostile file makes 100,000s of them
     mark: Any  # netprobe.yamlpos.Mark; None for file-level problems
     path: tuple[Any, ...]
     message: str
+    # a costly addition (did you mean ...?), worked out only for problems shown
+    hint: Callable[[], str] | None = None
+
+
+# Sections of named entries, and the model of an entry.
+_SECTIONS: dict[str, type[BaseModel]] = {"sites": Site, "devices": Device, "lines": Line,
+                                         "groups": Group, "endpoints": Endpoint}
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -419,13 +432,27 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     capped); the schema and the cross-references are then checked, and every
     problem found at a stage is reported, sorted by position.
     """
+    # The loader builds a tree of up to 250,000 nodes and, for a hostile file,
+    # as many problems, none of them cyclic: the collector's passes over that
+    # growing heap cost more than the work itself (2x on a 2 MB file).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_config(path)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load_config(path: str | os.PathLike[str]) -> Config:
     from netprobe.errors import ConfigError
     from netprobe.yamlpos import YamlError, parse_yaml
 
     source = os.fspath(path)
     text, problem = _read_text(source)
     if problem is not None:
-        raise ConfigError(source, [f"{source}: {problem}"])
+        raise ConfigError(source, [f"{source}:{problem}" if problem[:1].isdigit()
+                                   else f"{source}: {problem}"])
     try:
         parsed = parse_yaml(text)
     except YamlError as exc:
@@ -442,26 +469,129 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             f"{source}:{root.mark}: the top level must be a mapping of settings "
             f"(version: 1, devices: ..., endpoints: ...), got {_describe(parsed.data, root)}"])
 
-    problems = [_Problem(p.mark, p.path, p.message) for p in parsed.problems]
-    problems += _check_version(parsed.data, root)
-    problems += _check_address_or_host(parsed.data, root)
+    problems = _ProblemSet()
+    problems.update(_Problem(p.mark, p.path, p.message) for p in parsed.problems)
+    problems.update(_control_characters(parsed.data, root))
+    problems.update(_check_version(parsed.data, root))
+    problems.update(_check_address_or_host(parsed.data, root))
     config: Config | None = None
     try:
         config = Config.model_validate(parsed.data)
     except ValidationError as exc:
         # a value YAML already complained about (a bad tag, a too-long number)
         # is not reported a second time by the schema
-        said = [p.path for p in parsed.problems if p.replaced]
-        problems += [p for p in _schema_problems(exc, root)
-                     if not any(p.path[:len(s)] == s for s in said)]
+        said = {p.path for p in parsed.problems if p.replaced}
+        problems.update(p for p in _schema_problems(exc, root)
+                        if not any(p.path[:n] in said for n in range(len(p.path) + 1)))
     except (RecursionError, MemoryError):
-        problems.append(_Problem(root.mark, (), "the document is too large or too deep to check"))
-    if config is not None and not problems:
-        problems += _cross_check(config, root)
-    if problems:
-        raise ConfigError(source, _format_problems(source, problems, root))
+        problems.add(_Problem(root.mark, (), "the document is too large or too deep to check"))
+    # The cross-references are checked even when the schema is not met (on what
+    # of it is valid), so one run reports every problem it can find.
+    _cross_check(config if config is not None else _lenient_config(parsed.data), root,
+                 problems.add)
+    if problems.total:
+        raise ConfigError(source, problems.format(source, root), problems.total)
     assert config is not None
     return config
+
+
+# C0 and C1 controls (ESC starts a terminal escape sequence), and the Unicode
+# marks that reorder text on screen (a name that displays as another name).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _control_characters(data: Any, root: Any) -> list[_Problem]:
+    """Text with control characters, in keys and values: config text reaches
+    terminals, mail and tickets, so it must print as what it is."""
+    problems: list[_Problem] = []
+    seen: set[int] = set()  # an aliased value is checked (and reported) once
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    search = _CONTROL.search
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            for key, item in value.items():
+                if isinstance(key, str) and (m := search(key)):
+                    _matched, key_mark, node, _found = _locate(root, (*path, key))
+                    problems.append(_Problem(key_mark or node.mark, (*path, key),
+                                             _control_message(m.group())))
+                if isinstance(item, str):
+                    if m := search(item):
+                        problems.append(_Problem(_locate(root, (*path, key))[2].mark,
+                                                 (*path, key), _control_message(m.group())))
+                elif isinstance(item, dict | list):
+                    stack.append((item, (*path, key)))
+        elif isinstance(value, list):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            for i, item in enumerate(value):
+                if isinstance(item, str):
+                    if m := search(item):
+                        problems.append(_Problem(_locate(root, (*path, i))[2].mark, (*path, i),
+                                                 _control_message(m.group())))
+                elif isinstance(item, dict | list):
+                    stack.append((item, (*path, i)))
+    return problems
+
+
+def _control_message(char: str) -> str:
+    what = "a line break" if char in "\r\n" else "a tab" if char == "\t" else \
+        f"a control character (U+{ord(char):04X})"
+    return (f"contains {what}; names and text in a config are printed in terminals, "
+            "reports and tickets, so they must be one line of plain text")
+
+
+def _lenient_config(data: dict[Any, Any]) -> Config:
+    """The part of a config that is valid, for the cross-checks when the whole
+    is not: each entry keeps the fields that validate on their own, and gets
+    None (or the default) for the others. Never used to run anything."""
+    sections: dict[str, dict[str, Any]] = {}
+    for section, model in _SECTIONS.items():
+        raw = data.get(section)
+        sections[section] = {name: _lenient_entry(model, body) for name, body in raw.items()
+                             if isinstance(name, str)} if isinstance(raw, dict) else {}
+    return Config.model_construct(version=1, **sections)
+
+
+_FIELD_ADAPTERS: dict[tuple[type[BaseModel], str], Any] = {}
+
+
+def _lenient_entry(model: type[BaseModel], body: Any) -> BaseModel:
+    from pydantic import TypeAdapter
+
+    if isinstance(body, dict):
+        try:
+            return model.model_validate(body)
+        except ValidationError:
+            pass
+    values: dict[str, Any] = {}
+    given: set[str] = set()
+    for name, info in model.model_fields.items():
+        if isinstance(body, dict) and name in body:
+            adapter = _FIELD_ADAPTERS.get((model, name))
+            if adapter is None:
+                annotation = info.annotation
+                if info.metadata:  # the field's own bounds (ge, pattern, strict)
+                    annotation = Annotated[annotation, *info.metadata]
+                adapter = TypeAdapter(annotation)
+                _FIELD_ADAPTERS[(model, name)] = adapter
+            try:
+                values[name] = adapter.validate_python(body[name])
+                given.add(name)
+                continue
+            except (ValidationError, ValueError, TypeError):
+                # invalid: nothing (an empty list where a list is meant), never the
+                # default, which the cross-checks would take for what was written
+                default = None if info.is_required() else info.get_default(
+                    call_default_factory=True)
+                values[name] = type(default)() if isinstance(default, list | dict) else None
+                continue
+        values[name] = None if info.is_required() else info.get_default(call_default_factory=True)
+    return model.model_construct(_fields_set=given, **values)
 
 
 def load_topology(path: str | os.PathLike[str]) -> Topology:
@@ -489,7 +619,7 @@ def _read_text(source: str) -> tuple[str, str | None]:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        return "", (f"line {line}, column {column}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+        return "", (f"{line}:{column}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
                     "save the file as UTF-8")
 
 
@@ -620,8 +750,10 @@ def _locate(root: Any, loc: tuple[Any, ...]) -> tuple[int, Any, Any, tuple[Any, 
     return len(loc), key_mark, node, path
 
 
-def _schema_problems(exc: ValidationError, root: Any) -> list[_Problem]:
-    problems = []
+def _schema_problems(exc: ValidationError, root: Any) -> Iterator[_Problem]:
+    # One value reached through 1,000 aliases fails 1,000 times, alike: its
+    # message is worked out once (difflib hints are costly).
+    said: dict[tuple[Any, ...], str] = {}
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         if loc[:1] == ("version",):
@@ -647,8 +779,12 @@ def _schema_problems(exc: ValidationError, root: Any) -> list[_Problem]:
             mark = key_mark  # a check of the whole entry: point at its name
         else:
             mark = node.mark
-        problems.append(_Problem(mark, path, _humanize(err, loc, node if complete else None)))
-    return problems
+        memo = (id(node), complete, kind, str(loc[-1]) if loc else "", loc[:1], len(loc),
+                str(err.get("msg")))
+        message = said.get(memo)
+        if message is None:
+            message = said[memo] = _humanize(err, loc, node if complete else None)
+        yield _Problem(mark, path, message)
 
 
 def _did_you_mean(word: Any, choices: Any) -> str:
@@ -752,12 +888,13 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za
                        r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$")
 
 
-def _cross_check(cfg: Config, root: Any) -> list[_Problem]:
+def _cross_check(cfg: Config, root: Any, add: Callable[[_Problem], None]) -> None:
+    """Names that must exist, clashes, loops, typos: each problem goes to `add`."""
     where = _Where(root)
-    out: list[_Problem] = []
 
-    def at(position: tuple[Any, tuple[Any, ...]], message: str) -> None:
-        out.append(_Problem(position[0], position[1], message))
+    def at(position: tuple[Any, tuple[Any, ...]], message: str,
+           hint: Callable[[], str] | None = None) -> None:
+        add(_Problem(position[0], position[1], message, hint))
 
     group_users: dict[str, list[str]] = {}
     for name, line in cfg.lines.items():
@@ -787,11 +924,16 @@ def _cross_check(cfg: Config, root: Any) -> list[_Problem]:
                      "lines, groups and endpoints share one set of names, as paths and probe ids use them")
 
     hops = set(cfg.devices) | set(cfg.lines) | groups
+    hop_names = sorted(hops)
 
     def check_path(section: str, owner: str, path_names: list[str]) -> None:
         seen: set[str] = set()
+        # find the list once, not once per element (a hostile path has 100,000s)
+        matched, _key, node, _found = _locate(root, (section, owner, "path"))
+        items = node.items if matched == 3 and node.kind == "seq" else []
         for i, element in enumerate(path_names):
-            position = where.value(section, owner, "path", i)
+            position = ((items[i].mark, (section, owner, "path", i)) if i < len(items)
+                        else where.value(section, owner, "path", i))
             if element in seen:
                 at(position, f"{element!r} appears twice in this path")
             seen.add(element)
@@ -801,8 +943,8 @@ def _cross_check(cfg: Config, root: Any) -> list[_Problem]:
                 at(position, f"{element!r} is an endpoint; a path lists the devices, lines or "
                              "groups crossed on the way")
             else:
-                at(position, f"no device, line or group named {element!r}"
-                             f"{_did_you_mean(element, sorted(hops))}")
+                at(position, f"no device, line or group named {element!r}",
+                   functools.partial(_did_you_mean, element, hop_names))
 
     def check_site(section: str, owner: str, site: str | None) -> None:
         if site is None or site in cfg.sites:
@@ -816,7 +958,7 @@ def _cross_check(cfg: Config, root: Any) -> list[_Problem]:
         check_site("devices", name, dev.site)
     for name, line in cfg.lines.items():
         check_site("lines", name, line.site)
-        if line.device not in cfg.devices:
+        if line.device is not None and line.device not in cfg.devices:
             position = where.value("lines", name, "device")
             if line.device in cfg.lines or line.device in cfg.endpoints:
                 what = "line" if line.device in cfg.lines else "endpoint"
@@ -853,10 +995,14 @@ def _cross_check(cfg: Config, root: Any) -> list[_Problem]:
         if gname not in group_users:
             hint = _did_you_mean(gname, sorted(group_users)) or f" (set group: {gname} on its lines)"
             at(where.key("groups", gname), f"group {gname!r} has no lines{hint}")
+    for problem in _group_typos(cfg, where, group_users):
+        add(problem)
     for gname, members in group_users.items():
         by_priority: dict[int, str] = {}
         for lname in members:
             priority = cfg.lines[lname].priority
+            if priority is None:  # not valid: the schema said so
+                continue
             if priority in by_priority:
                 given = "priority" in cfg.lines[lname].model_fields_set
                 position = where.value("lines", lname, "priority") if given else where.key("lines", lname)
@@ -865,8 +1011,43 @@ def _cross_check(cfg: Config, root: Any) -> list[_Problem]:
             else:
                 by_priority[priority] = lname
 
-    out += _device_loops(cfg, where, group_users)
-    return out
+    for problem in _device_loops(cfg, where, group_users):
+        add(problem)
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """One letter changed, added, removed, or two neighbours swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = next((i for i, (x, y) in enumerate(zip(short, long, strict=False)) if x != y), len(short))
+    return short[i:] == long[i + 1:]
+
+
+def _group_typos(cfg: Config, where: _Where, group_users: dict[str, list[str]]) -> list[_Problem]:
+    """A line alone in a group whose name is one edit from another group's: a
+    typo that splits a redundancy group in two and makes both verdicts wrong.
+    A one-line group declared under groups: is meant, and left alone."""
+    problems = []
+    names = sorted(set(group_users) | set(cfg.groups))
+    for gname, members in group_users.items():
+        if len(members) != 1 or gname in cfg.groups:
+            continue
+        close = [other for other in names if _one_edit_apart(gname, other)]
+        if not close:
+            continue
+        (line,) = members
+        others = ", ".join(repr(c) for c in close)
+        problems.append(_Problem(*where.value("lines", line, "group"),
+            f"group {gname!r} has only this line, and its name is one letter off group "
+            f"{others} (did you mean {close[0]!r}?); a typo here splits a redundancy group. "
+            f"If {gname!r} is really a group of its own, declare it under groups: "
+            f"({gname}: {{failback: auto}})"))
+    return problems
 
 
 def _is_address(text: str, version: int | None = None) -> bool:
@@ -946,13 +1127,62 @@ def _find_loops(nodes: list[str],
     return loops
 
 
-def _format_problems(source: str, problems: list[_Problem], root: Any) -> list[str]:
-    lines = []
-    for p in sorted(problems, key=lambda p: (p.mark.line, p.mark.column) if p.mark else (0, 0)):
-        field_path = _format_path(p.path, root)
-        prefix = f"{source}:{p.mark}: " if p.mark else f"{source}: "
-        lines.append(prefix + (f"{field_path}: " if field_path else "") + " ".join(p.message.split()))
-    return list(dict.fromkeys(lines))  # one problem found twice is said once
+class _ProblemSet:
+    """Every problem found, kept small: a hostile file yields 100,000s.
+
+    A value reached through aliases is validated once per use, so it fails
+    once per use: problems alike (same place, same message) count once, at
+    the first path (the anchor), with how many other paths lead there. Only
+    the first MAX_PROBLEMS_SHOWN by position are kept whole; of the rest,
+    a hash each.
+    """
+
+    def __init__(self) -> None:
+        self.first_path: dict[int, int] = {}  # hash of (place, message) -> hash of its path
+        # the same problem reached by more paths: [how many more, the first few of them]
+        self.other_paths: dict[int, list[Any]] = {}
+        self.best: list[tuple[tuple[Any, str], int, _Problem]] = []
+
+    @property
+    def total(self) -> int:
+        return len(self.first_path)
+
+    def add(self, p: _Problem) -> None:
+        key = hash((p.mark, p.message))
+        seen = self.first_path.get(key)
+        if seen is not None:
+            if seen != hash(p.path):
+                others = self.other_paths.setdefault(key, [0])
+                others[0] += 1
+                if len(others) <= 3:
+                    others.append(p.path)
+            return
+        self.first_path[key] = hash(p.path)
+        self.best.append(((p.mark or (0, 0), p.message), key, p))
+        if len(self.best) >= 4 * MAX_PROBLEMS_SHOWN:
+            self.best.sort()
+            del self.best[MAX_PROBLEMS_SHOWN:]
+
+    def update(self, problems: Iterable[_Problem]) -> None:
+        for p in problems:
+            self.add(p)
+
+    def format(self, source: str, root: Any) -> list[str]:
+        """The first problems by position as `FILE:LINE:COL: field.path: message` lines."""
+        lines = []
+        for _order, key, p in sorted(self.best)[:MAX_PROBLEMS_SHOWN]:
+            field_path = _format_path(p.path, root)
+            prefix = f"{source}:{p.mark}: " if p.mark else f"{source}: "
+            message = p.message + (p.hint() if p.hint else "")
+            if others := self.other_paths.get(key):
+                named = [_format_path(path, root) for path in others[1:]]
+                if others[0] > len(named):
+                    named.append(f"{others[0] - len(named)} more")
+                where = ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
+                message += f" (also reached through aliases as {where})"
+            lines.append(prefix + (f"{field_path}: " if field_path else "")
+                         + " ".join(message.split()))
+        return lines
 
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")  # shown as .key; anything else as ['key']

@@ -10,13 +10,18 @@ class NetprobeError(Exception):
 
 
 class ConfigError(NetprobeError):
-    """The config could not be loaded; `problems` holds every problem found."""
+    """The config could not be loaded; `problems` holds the problems shown
+    (every one, up to a cap), `total` how many were found."""
 
-    def __init__(self, path: str, problems: list[str]) -> None:
+    def __init__(self, path: str, problems: list[str], total: int | None = None) -> None:
         self.path = path
         self.problems = problems
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{path}: {len(problems)} {noun}:\n" + "\n".join(problems))
+        self.total = len(problems) if total is None else total
+        noun = "problem" if self.total == 1 else "problems"
+        more = self.total - len(problems)
+        tail = [f"... and {more} more {'problem' if more == 1 else 'problems'} not shown; "
+                "fix these and run again"] if more > 0 else []
+        super().__init__(f"{path}: {self.total} {noun}:\n" + "\n".join([*problems, *tail]))
 
 
 class PrivilegeError(NetprobeError):

@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -361,10 +361,50 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
                     duration_s=time.monotonic() - t0, interrupted=interrupted)
 
 
+class StopSource(Protocol):
+    """Something that may end the probing early (netprobe.signals.SignalGuard)."""
+
+    def attach(self, stop: Callable[[], None]) -> None: ...
+    def detach(self) -> None: ...
+
+
+@contextlib.contextmanager
+def _wake_on_signal(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Wake the loop's select when a signal arrives, so the Python-level handler
+    runs at once even if the kernel delivered the signal to another thread."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            while reader.recv(512):
+                pass
+
+    loop.add_reader(reader.fileno(), drain)
+    try:
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except ValueError:  # not the main thread: the handler cannot run here anyway
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
+        loop.remove_reader(reader.fileno())
+        reader.close()
+        writer.close()
+
+
 def run(tasks: list[ProbeTask], options: RunOptions | None = None,
         progress: Progress | None = None,
-        on_interrupt: Callable[[], None] | None = None) -> Evidence:
-    """The one `asyncio.run`: Ctrl-C stops the run and keeps what was measured."""
+        on_interrupt: Callable[[], None] | None = None,
+        stop_source: StopSource | None = None) -> Evidence:
+    """The one `asyncio.run`: a stop keeps what was measured.
+
+    With `stop_source` (the CLI's signal guard) the run stops when it says so;
+    without, Ctrl-C stops it and `on_interrupt` is told.
+    """
 
     async def main() -> Evidence:
         stop = asyncio.Event()
@@ -375,6 +415,14 @@ def run(tasks: list[ProbeTask], options: RunOptions | None = None,
             if on_interrupt:
                 on_interrupt()
 
+        if stop_source is not None:
+            with _wake_on_signal(loop):
+                # the handler runs between this thread's bytecodes: hand over safely
+                stop_source.attach(lambda: loop.call_soon_threadsafe(stop.set))
+                try:
+                    return await run_plan(tasks, options, progress, stop)
+                finally:
+                    stop_source.detach()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, interrupted)
         try:

@@ -237,6 +237,26 @@ def _set_wal(conn: sqlite3.Connection) -> None:
             delay_s = min(0.2, delay_s * 2)
 
 
+# Below this much free space a failed write is the disk being full, whatever
+# SQLite calls it (a full disk under WAL often surfaces as "disk I/O error").
+_NEARLY_FULL_BYTES = 256 * 1024
+
+
+def _sqlite_why(exc: sqlite3.Error, path: Path) -> str:
+    """SQLite's complaint, with a full disk named as such."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name == "SQLITE_FULL" or "disk is full" in str(exc):
+        return "no space left on device"
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in str(exc):
+        try:
+            fs = os.statvfs(path.parent)
+        except OSError:
+            return str(exc)
+        if fs.f_bavail * fs.f_frsize < _NEARLY_FULL_BYTES:
+            return f"no space left on device ({exc})"
+    return str(exc)
+
+
 def connect(db_path: PathLike, *, create: bool = True) -> sqlite3.Connection:
     """Open (create, migrate) a history database; HistoryError if it cannot be used."""
     path = Path(db_path)
@@ -248,7 +268,7 @@ def connect(db_path: PathLike, *, create: bool = True) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
-        raise HistoryError(f"{path}: cannot open: {exc}") from None
+        raise HistoryError(f"{path}: cannot open: {_sqlite_why(exc, path)}") from None
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         _set_wal(conn)
@@ -259,7 +279,8 @@ def connect(db_path: PathLike, *, create: bool = True) -> sqlite3.Connection:
         raise HistoryError(f"{path}: {exc}") from None
     except sqlite3.Error as exc:  # not a database, locked past the timeout, read-only, ...
         conn.close()
-        raise HistoryError(f"{path}: cannot use as a history database: {exc}") from None
+        raise HistoryError(f"{path}: cannot use as a history database: "
+                           f"{_sqlite_why(exc, path)}") from None
     return conn
 
 
@@ -289,7 +310,7 @@ def _row_from_report(report: Any) -> RunRow:
         exit_code=report.exit_code,
         vantage=report.vantage,
         config=report.config,
-        interrupted=report.evidence.interrupted,
+        interrupted=report.interrupted,
         components=tuple((c.name, c.kind, str(c.state)) for c in report.components),
         groups=tuple((g.name, str(g.verdict), g.active, g.preferred) for g in report.groups),
         findings=tuple((str(f.severity), str(f.kind), tuple(f.components), f.summary)
@@ -423,7 +444,8 @@ def record_run(db_path: PathLike, report: Any) -> int:
         with _write(conn):
             return _insert_run(conn, row)
     except sqlite3.Error as exc:
-        raise HistoryError(f"{db_path}: cannot record the run: {exc}") from None
+        raise HistoryError(f"{db_path}: cannot record the run: "
+                           f"{_sqlite_why(exc, Path(db_path))}") from None
     finally:
         conn.close()
 
@@ -875,6 +897,7 @@ def _render_table(s: HistorySummary, side_by_side: bool = False) -> str:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     buf = io.StringIO()
     con = Console(file=buf, width=max(100, 40 + 34 * len({c.vantage for c in s.components}))
@@ -888,8 +911,8 @@ def _render_table(s: HistorySummary, side_by_side: bool = False) -> str:
         for h in section.headers:
             t.add_column(h, justify="right" if h in _RIGHT else "left", overflow="fold",
                          no_wrap=h not in ("name", "group", "lines"))
-        for row in section.rows:
-            t.add_row(*row)
+        for row in section.rows:  # Text: names from the database are never read as markup
+            t.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in row))
         con.print()
         con.print(t)
     if notes:

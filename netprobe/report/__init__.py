@@ -117,7 +117,7 @@ def write_outputs(report: Report, paths: Iterable[str | os.PathLike[str]], *,
             problems.append(str(exc))
     problems += writability_problems(targets)
     if problems:
-        raise OutputError(nothing_written(problems))
+        raise OutputError(nothing_written(problems, targets))
     rendered: dict[Format, str] = {}
     writes = []
     for target, fmt in zip(targets, formats, strict=True):

@@ -15,6 +15,7 @@ process is gone (never a live writer's).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -75,12 +76,25 @@ def check_writable(paths: Sequence[Path]) -> None:
     """Raise OutputError naming every target that cannot be written."""
     problems = writability_problems(paths)
     if problems:
-        raise OutputError(nothing_written(problems))
+        raise OutputError(nothing_written(problems, paths))
 
 
-def nothing_written(problems: Sequence[str]) -> str:
+def nothing_written(problems: Sequence[str], targets: Sequence[Path] = ()) -> str:
+    """The message for a set of outputs none of which was written: each file
+    that failed and why, then each one held back with it."""
+    failed = {p.split(": ", 1)[0] for p in problems}
+    held = [f"{t}: not written (the outputs of a run are written together or not at all)"
+            for t in targets if str(t) not in failed]
     noun = "output" if len(problems) == 1 else "outputs"
-    return f"cannot write {len(problems)} {noun}, nothing written:\n" + "\n".join(problems)
+    return (f"cannot write {len(problems)} {noun}, nothing written:\n"
+            + "\n".join([*problems, *held]))
+
+
+def write_error(exc: OSError) -> str:
+    """Why a write failed, in words a person acts on: a full disk says so."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+    return f"cannot write ({exc.strerror or exc})"
 
 
 def writability_problems(paths: Sequence[Path]) -> list[str]:
@@ -163,9 +177,8 @@ def write_atomically(writes: Sequence[PendingWrite]) -> list[Path]:
         for tmp in temps:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-        failed = writes[len(temps)].path
-        raise OutputError(f"{failed}: cannot write ({exc.strerror or exc}); "
-                          "nothing written") from None
+        failed = targets[len(temps)]
+        raise OutputError(nothing_written([f"{failed}: {write_error(exc)}"], targets)) from None
     except BaseException:
         for tmp in temps:
             with contextlib.suppress(OSError):

@@ -164,3 +164,11 @@ def evidence_lines(report: Report, probe_ids: Iterable[str],
 def status_title(report: Report) -> str:
     """'CRITICAL (exit 2)'."""
     return f"{str(report.status).upper()} (exit {report.exit_code})"
+
+
+def interruption(report: Report) -> str:
+    """Why a run is marked interrupted, in words: 'SIGTERM; some probes did not run'."""
+    by = f"{report.interrupted_by}; " if report.interrupted_by else ""
+    if report.evidence.interrupted:
+        return f"{by}some probes did not run"
+    return f"{by}after every probe had run"

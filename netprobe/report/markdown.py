@@ -11,6 +11,7 @@ from netprobe.report.common import (
     fmt_duration_s,
     fmt_ms,
     fmt_ratio,
+    interruption,
     probes_by_id,
     sorted_findings,
     status_title,
@@ -64,8 +65,8 @@ def render_markdown(report: Report) -> str:
         f"- **config:** {code(report.config)}",
         f"- **fail on:** {report.fail_on}",
     ]
-    if report.evidence.interrupted:
-        lines.append("- **interrupted:** yes, some probes did not run")
+    if report.interrupted:
+        lines.append(f"- **interrupted:** {interruption(report)}")
     lines.append("")
 
     if report.groups:

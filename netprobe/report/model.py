@@ -39,6 +39,13 @@ class Report:
     # measurements (Nagios perfdata warn;crit). None: taken from the embedded
     # topology in `extra` if there is one, else the config defaults.
     thresholds: Thresholds | None = None
+    # The signal (SIGTERM, ...) that stopped the run, if one did: during probing
+    # the evidence says what was skipped; after it, every probe had run.
+    interrupted_by: str | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.evidence.interrupted or self.interrupted_by is not None
 
     @property
     def exit_code(self) -> int:
@@ -68,7 +75,8 @@ class Report:
             "config": self.config,
             "started_at": self.started_at_iso,
             "duration_s": round(self.evidence.duration_s, 3),
-            "interrupted": self.evidence.interrupted,
+            "interrupted": self.interrupted,
+            "interrupted_by": self.interrupted_by,
             "status": str(self.status),
             "exit_code": self.exit_code,
             "fail_on": str(self.fail_on),
@@ -83,9 +91,10 @@ class Report:
 
 def build_report(vantage: str, config: str, evidence: Evidence, diagnosis: Diagnosis,
                  fail_on: Severity = Severity.WARNING, thresholds: Thresholds | None = None,
-                 **extra: Any) -> Report:
+                 interrupted_by: str | None = None, **extra: Any) -> Report:
     status = diagnosis.status(fail_on)
     if evidence.interrupted and status.rank < Status.UNKNOWN.rank:
         status = Status.UNKNOWN  # an interrupted run cannot vouch for what it did not measure
     return Report(vantage=vantage, config=config, evidence=evidence, diagnosis=diagnosis,
-                  status=status, fail_on=fail_on, extra=dict(extra), thresholds=thresholds)
+                  status=status, fail_on=fail_on, extra=dict(extra), thresholds=thresholds,
+                  interrupted_by=interrupted_by)

@@ -88,7 +88,7 @@ def summary(report: Report) -> str:
         worst = [f for f in findings if f.kind == FindingKind.NOT_MEASURED] or findings
         if not_measured:
             counts.insert(0, f"{not_measured} not measured")
-        if report.evidence.interrupted:
+        if report.interrupted:
             counts.insert(0, "run interrupted")
     elif report.status == Status.OK:
         up = sum(c.state in (State.UP, State.DEGRADED) for c in report.components)

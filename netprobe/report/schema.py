@@ -41,6 +41,8 @@ REPORT_SCHEMA: dict[str, Any] = {
         "started_at": {"type": "string", "format": "date-time"},
         "duration_s": {"type": "number", "minimum": 0},
         "interrupted": {"type": "boolean"},
+        "interrupted_by": {"type": ["string", "null"],
+                           "description": "the signal that stopped the run (SIGTERM, ...)"},
         "status": {"enum": [str(s) for s in Status]},
         "exit_code": {"enum": [0, 1, 2, 3]},
         "fail_on": {"enum": [str(s) for s in Severity]},

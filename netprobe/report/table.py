@@ -7,17 +7,20 @@ Colour comes from rich's styles only, so a console that is not a terminal
 from __future__ import annotations
 
 import io
+from collections import Counter
+from collections.abc import Sequence
 
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from netprobe.diagnosis.model import Severity, State, Status, Verdict
+from netprobe.diagnosis.model import ComponentState, Finding, Severity, State, Status, Verdict
 from netprobe.report.common import (
     fmt_duration_s,
     fmt_ms,
     fmt_ratio,
+    interruption,
     sorted_findings,
     status_title,
 )
@@ -36,6 +39,15 @@ VERDICT_STYLE = {Verdict.NOMINAL: "green", Verdict.REDUNDANCY_LOST: "yellow",
 # Width used when the table goes to a file: fits a mail client and a ticket.
 PLAIN_WIDTH = 100
 
+# Up to this many components, the table lists every one; above it (a site of
+# thousands of endpoints) it counts what is up and lists what is not, at most
+# MAX_NOT_UP_ROWS of those: a person reads the findings, and a table of 20,000
+# rows takes rich seconds to lay out. `-v` lists everything; JSON always does.
+FULL_LIST_MAX = 60
+MAX_NOT_UP_ROWS = 100
+MAX_FINDING_ROWS = 100
+_STATE_ORDER = {State.DOWN: 0, State.DEGRADED: 1, State.UNKNOWN: 2, State.UP: 3}
+
 
 def _table(title: str) -> Table:
     # SIMPLE_HEAD: one rule under the header, no box around, so wrapped reasons
@@ -48,23 +60,61 @@ def header(report: Report) -> Text:
     text = Text()
     text.append("netprobe ", style="bold")
     text.append(status_title(report), style=STATUS_STYLE[report.status])
-    if report.evidence.interrupted:
-        text.append("  interrupted: some probes did not run", style="bold magenta")
+    if report.interrupted:
+        text.append(f"  interrupted: {interruption(report)}", style="bold magenta")
     # second line: fits 80 columns for any vantage name of reasonable length
     text.append(f"\nvantage {report.vantage} · started {report.started_at_iso} · "
                 f"took {fmt_duration_s(report.evidence.duration_s)}")
     return text
 
 
-def components_table(report: Report) -> Table:
-    t = _table("Components")
+def components_table(report: Report, components: Sequence[ComponentState] | None = None,
+                     title: str = "Components") -> Table:
+    t = _table(title)
     t.add_column("component", no_wrap=True, overflow="fold")
     t.add_column("kind", no_wrap=True)
     t.add_column("state", no_wrap=True)
     t.add_column("reason", ratio=1, overflow="fold")
-    for c in report.components:
-        t.add_row(c.name, c.kind, Text(str(c.state), style=STATE_STYLE[c.state]), Text(c.reason))
+    for c in report.components if components is None else components:
+        t.add_row(Text(c.name), c.kind, Text(str(c.state), style=STATE_STYLE[c.state]),
+                  Text(c.reason))
     return t
+
+
+def _counted(counts: Counter[str], noun: str = "") -> str:
+    """Counter({'endpoint': 2, 'service': 1}) -> '2 endpoints, 1 service'."""
+    return ", ".join(f"{n:,} {k}{'' if n == 1 else 's'}{noun}" for k, n in counts.most_common())
+
+
+def components_section(report: Report, *, verbose: bool = False) -> list[RenderableType]:
+    """Every component for a small site; for a large one, a count of what is up
+    and a list of what is not (worst first)."""
+    components = report.components
+    if verbose or len(components) <= FULL_LIST_MAX:
+        return [components_table(report)]
+    up = Counter(c.kind for c in components if c.state == State.UP)
+    not_up = sorted((c for c in components if c.state != State.UP),
+                    key=lambda c: _STATE_ORDER[c.state])  # stable: config order within a state
+    line = Text()
+    line.append("Components", style="bold")
+    line.append(f"  {sum(up.values()):,} of {len(components):,} up")
+    if up:
+        line.append(f" ({_counted(up)})")
+    if not not_up:
+        line.append("; every component is up", style="green")
+        return [line]
+    line.append(f"; {len(not_up):,} not: ")
+    line.append(", ".join(f"{n:,} {state}" for state, n in
+                          Counter(str(c.state) for c in not_up).items()))
+    parts: list[RenderableType] = [line, components_table(report, not_up[:MAX_NOT_UP_ROWS],
+                                                           title="")]
+    if len(not_up) > MAX_NOT_UP_ROWS:
+        rest = Counter(str(c.state) for c in not_up[MAX_NOT_UP_ROWS:])
+        parts.append(Text(f"... and {len(not_up) - MAX_NOT_UP_ROWS:,} more not up ("
+                          + ", ".join(f"{n:,} {state}" for state, n in rest.items())
+                          + "): -v lists every component, and -f json or -o FILE.json keeps "
+                          "them all", style="magenta"))
+    return parts
 
 
 def groups_table(report: Report) -> Table:
@@ -82,18 +132,32 @@ def groups_table(report: Report) -> Table:
             active = Text(g.active)
         else:
             active = Text(f"{g.active} (preferred {g.preferred})", style="yellow")
-        t.add_row(g.name, active, Text(str(g.verdict), style=VERDICT_STYLE[g.verdict]),
+        t.add_row(Text(g.name), active, Text(str(g.verdict), style=VERDICT_STYLE[g.verdict]),
                   Text(g.reason))
     return t
 
 
-def findings_table(report: Report) -> Table:
+def findings_table(report: Report, findings: Sequence[Finding] | None = None) -> Table:
     t = _table("Findings")
     t.add_column("severity", no_wrap=True)
     t.add_column("finding", ratio=1, overflow="fold")
-    for f in sorted_findings(report.findings):
+    for f in sorted_findings(report.findings) if findings is None else findings:
         t.add_row(Text(str(f.severity), style=SEVERITY_STYLE[f.severity]), Text(f.summary))
     return t
+
+
+def findings_section(report: Report, *, verbose: bool = False) -> list[RenderableType]:
+    """Every finding, worst first; past MAX_FINDING_ROWS (thousands of degraded
+    services), the first of them and a count of the rest by severity."""
+    findings = sorted_findings(report.findings)
+    if verbose or len(findings) <= MAX_FINDING_ROWS:
+        return [findings_table(report, findings)]
+    rest = Counter(str(f.severity) for f in findings[MAX_FINDING_ROWS:])
+    return [findings_table(report, findings[:MAX_FINDING_ROWS]),
+            Text(f"... and {len(findings) - MAX_FINDING_ROWS:,} more findings ("
+                 + ", ".join(f"{n:,} {sev}" for sev, n in rest.items())
+                 + "): -v lists every one, and -f json or -o FILE.json keeps them all",
+                 style="magenta")]
 
 
 def audit_table(findings: list) -> Table:
@@ -117,7 +181,7 @@ def probes_table(report: Report) -> Table:
     for r in report.evidence.results:
         error = "" if r.error is None else str(r.error)
         style = "magenta" if not r.measured else ("red" if r.error else "")
-        t.add_row(r.id, r.address or "-", f"{r.received}/{r.sent}", fmt_ratio(r.loss_ratio),
+        t.add_row(Text(r.id), Text(r.address or "-"), f"{r.received}/{r.sent}", fmt_ratio(r.loss_ratio),
                   fmt_ms(r.rtt_avg_ms), Text(error, style=style))
     return t
 
@@ -125,11 +189,11 @@ def probes_table(report: Report) -> Table:
 def table_renderables(report: Report, *, verbose: bool = False) -> RenderableType:
     parts: list[RenderableType] = [header(report)]
     if report.components:
-        parts += [Text(), components_table(report)]
+        parts += [Text(), *components_section(report, verbose=verbose)]
     if report.groups:
         parts += [Text(), groups_table(report)]
     if report.findings:
-        parts += [Text(), findings_table(report)]
+        parts += [Text(), *findings_section(report, verbose=verbose)]
     else:
         parts += [Text(), Text("No findings.", style="green")]
     if verbose and report.evidence.results:

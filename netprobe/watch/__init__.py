@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from netprobe.errors import NetprobeError
+from netprobe.signals import STOP_SIGNALS
 from netprobe.watch.engine import DrillRunner, NullObserver, Observer, WatchOptions
 from netprobe.watch.report import (
     DEFAULT_FAILBACK_WINDOW_S,
@@ -105,15 +106,20 @@ def watch_command(config_path: str | Path, interval_s: float = 0.2, duration_s: 
     async def main() -> Timeline:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # Ctrl-C, systemd's SIGTERM and a dropped session's SIGHUP all end the
+        # drill the same way: the summary is still written.
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        for sig in STOP_SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         try:
             return await run_watch(topology, options, observer, stop)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
+            for sig in STOP_SIGNALS:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, TypeError):
                     loop.remove_signal_handler(sig)
+                    if previous[sig] is not None:  # the command's own handler, not death
+                        signal.signal(sig, previous[sig])
 
     timeline = asyncio.run(main())
     report = build_drill_report(timeline, str(config_path), topology.vantage, severity,

@@ -138,8 +138,8 @@ class LiveView:
                 active = self.active.get(g.name)
                 style = "green" if active and active == g.preferred else \
                     "yellow" if active else "dim"
-                groups.add_row(g.name, Text(active or "unknown", style=style), g.preferred or "-",
-                               g.failback)
+                groups.add_row(Text(g.name), Text(active or "unknown", style=style),
+                               Text(g.preferred or "-"), g.failback)
             parts.append(groups)
         lanes = Table(box=None, pad_edge=False, show_edge=False)
         for col in ("lane", "state", "rtt", "loss"):
@@ -152,7 +152,7 @@ class LiveView:
             measured = [s for s in hist if s.state != State.UNKNOWN]
             lost = sum(1 for s in measured if s.state == State.DOWN)
             loss = f"{lost / len(measured):.0%}" if measured else "-"
-            lanes.add_row(lane.label, Text(str(state), style=STATE_STYLE[state]),
+            lanes.add_row(Text(lane.label), Text(str(state), style=STATE_STYLE[state]),
                           _ms(last.rtt_ms if last else None), loss, sparkline(hist))
         parts.append(lanes)
         log = Text("\n".join(e.line() for e in self.events) or "(no events yet)")
