@@ -58,6 +58,11 @@ def base_id(probe_id: str) -> str:
     return probe_id[:-len(TWIN_SUFFIX)] if probe_id.endswith(TWIN_SUFFIX) else probe_id
 
 
+# Attempt outcomes (tcp/dns `detail.outcomes`) in which the target itself answered,
+# even if not with what was asked: a TCP RST, a DNS error rcode, a wrong answer.
+ANSWERED_OUTCOMES = frozenset({"open", "ok", "refused", "dns_error", "dns_mismatch"})
+
+
 class Outcome(StrEnum):
     OK = "ok"  # got what we asked for
     FAILED = "failed"  # the network said no
@@ -114,7 +119,27 @@ class ProbeResult:
         return len(self.rtts_ms)
 
     @property
+    def answered(self) -> int:
+        """Attempts the target answered at all: a reply, and also a TCP RST, a DNS
+        error rcode or a wrong DNS answer. Attempts beyond the recorded outcomes
+        (a silent first round before a confirmation round) had no answer."""
+        outcomes = self.detail.get("outcomes")
+        if not isinstance(outcomes, list):
+            return self.received
+        answered = sum(o in ANSWERED_OUTCOMES for o in outcomes)
+        return max(self.received, min(answered, self.sent))
+
+    @property
     def loss_ratio(self) -> float | None:
+        """Fraction of attempts that got no answer at all. A refused connect or a
+        wrong DNS answer is an answer (the host is there): see `failure_ratio`."""
+        if self.sent == 0:
+            return None
+        return 1.0 - self.answered / self.sent
+
+    @property
+    def failure_ratio(self) -> float | None:
+        """Fraction of attempts that did not get what the probe asked for."""
         if self.sent == 0:
             return None
         return 1.0 - self.received / self.sent
@@ -172,6 +197,7 @@ class ProbeResult:
             "family": self.family,
             "sent": self.sent,
             "received": self.received,
+            "answered": self.answered,
             "loss": r(self.loss_ratio),
             "rtt_ms": None if not self.rtts_ms else {
                 "min": r(self.rtt_min_ms), "avg": r(self.rtt_avg_ms), "max": r(self.rtt_max_ms)},

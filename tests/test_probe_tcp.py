@@ -55,6 +55,7 @@ def test_closed_port_is_refused_and_proves_the_host_up(closed_tcp_port) -> None:
     assert result.reached is True and result.host_answered is True
     assert (result.sent, result.received) == (3, 0)
     assert result.detail["outcomes"] == ["refused"] * 3
+    assert result.loss_ratio == 0.0  # a RST is an answer: the host is there
     assert "refused" in result.message and str(port) in result.message
 
 
@@ -71,7 +72,9 @@ def test_partial_success_keeps_no_error_but_shows_the_failures(tcp_listener, lab
     result = asyncio.run(main())
     assert result.detail["outcomes"] == ["open", "refused", "refused"]
     assert result.error is None and result.received == 1 and result.reached is True
-    assert result.loss_ratio == pytest.approx(2 / 3)
+    # every attempt was answered (an accept or a RST): no loss, but 2/3 failed
+    assert result.answered == 3 and result.loss_ratio == 0.0
+    assert result.failure_ratio == pytest.approx(2 / 3)
     assert "2/3" in result.message
 
 

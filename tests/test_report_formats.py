@@ -131,6 +131,42 @@ def test_prometheus_exposes_probe_component_group_and_run_metrics():
         report.evidence.started_at + report.evidence.duration_s)
 
 
+def _with_results(report, *results):
+    from dataclasses import replace
+
+    return replace(report, evidence=replace(report.evidence, results=results))
+
+
+def test_loss_means_no_answer_and_a_wrong_answer_has_its_own_outcome():
+    from netprobe.evidence import ProbeError
+
+    refused = make_result("dc-app/tcp/443", rtts_ms=(), error=ProbeError.REFUSED)
+    refused = replace_detail(refused, outcomes=["refused"] * 3)
+    mismatch = make_result("intra-dns/dns", rtts_ms=(), error=ProbeError.DNS_MISMATCH)
+    mismatch = replace_detail(mismatch, outcomes=["dns_mismatch"] * 3)
+    silent = make_result("leased-a/icmp", rtts_ms=(), error=ProbeError.TIMEOUT)
+    fine = make_result("ce-hq/icmp")
+    report = _with_results(sample_report(), refused, mismatch, silent, fine)
+    samples = _samples(render(report, Format.PROM))
+    success = {s.labels["probe"]: (s.value, s.labels["outcome"])
+               for s in samples["netprobe_probe_success"]}
+    assert success == {"dc-app/tcp/443": (0.0, "wrong_answer"),
+                       "intra-dns/dns": (0.0, "wrong_answer"),
+                       "leased-a/icmp": (0.0, "no_answer"), "ce-hq/icmp": (1.0, "ok")}
+    loss = {s.labels["probe"]: s.value for s in samples["netprobe_probe_loss_ratio"]}
+    assert loss == {"dc-app/tcp/443": 0.0, "intra-dns/dns": 0.0, "leased-a/icmp": 1.0,
+                    "ce-hq/icmp": 0.0}
+    perf = _perf(render(report, Format.NAGIOS))
+    assert perf["dc-app/tcp/443_loss"][0] == "0" and perf["leased-a_loss"][0] == "100"
+    assert json.loads(render(report, Format.JSON))["probes"][0]["loss"] == 0.0
+
+
+def replace_detail(result, **detail):
+    from dataclasses import replace
+
+    return replace(result, detail={**result.detail, **detail})
+
+
 def test_prometheus_states_and_verdicts_are_one_hot():
     samples = _samples(render(sample_report(), Format.PROM))
     by_component: dict[str, dict[str, float]] = {}
@@ -179,8 +215,9 @@ def test_junit_counts_match_the_cases():
     for element in (root, suite):
         assert int(element.get("tests")) == len(cases)
         assert int(element.get("failures")) == len(failures)
-        assert int(element.get("skipped")) == len(skipped)
         assert int(element.get("errors")) == 0
+    assert int(suite.get("skipped")) == len(skipped)
+    assert root.get("skipped") is None  # junit-10 refuses it on <testsuites>
 
 
 def test_junit_failure_carries_the_finding_and_its_evidence():
@@ -217,7 +254,7 @@ def test_junit_all_up_has_no_failures_and_survives_control_characters():
 
 # -- nagios ---------------------------------------------------------------------------
 
-PERF = re.compile(r"'((?:[^']|'')+)'=([-0-9.]+|U)([a-zA-Z%]*)((?:;[-0-9.]*){0,4})")
+PERF = re.compile(r"'((?:[^']|'')+)'=([-0-9.]+|U)([a-zA-Z%]*)((?:;[-@~:0-9.]*){0,4})")  # value, then warn;crit;min;max (ranges allowed)
 
 
 def _perf(text: str) -> dict[str, tuple[str, str, list[str]]]:
@@ -248,8 +285,10 @@ def test_nagios_first_line_is_short_and_says_the_status():
     text = render(sample_report(), Format.NAGIOS)
     first = text.splitlines()[0]
     assert first.startswith("NETPROBE CRITICAL - ")
-    assert len(first) <= 200
-    assert "line_down leased-a" in first
+    status = first.split(" | ")[0]
+    assert len(status) <= 140
+    assert "line_down leased-a" in status
+    assert ";" not in status  # Nagios Core would turn it into a colon
     assert render(ok_report(), Format.NAGIOS).startswith("NETPROBE OK - 4/4 components up")
 
 
@@ -258,7 +297,8 @@ def test_nagios_perfdata_uses_units_and_config_thresholds():
                                     "rtt": {"warn": "100ms", "crit": "500ms"}})
     perf = _perf(render(sample_report(thresholds=th), Format.NAGIOS))
     assert perf["dc-app/tcp/443_rtt"] == ("200", "ms", ["100", "500", "0"])
-    assert perf["leased-a_loss"] == ("100", "%", ["20", "80", "0", "100"])
+    # crit is the inclusive range '@80:': critical at 80% and above
+    assert perf["leased-a_loss"] == ("100", "%", ["20", "@80:", "0", "100"])
     assert perf["leased-a_rtt"][0] == "U"  # no reply: undetermined, not 0 ms
     assert perf["intra-dns/dns_loss"][0] == "U"  # not measured
     assert perf["duration"][:2] == ("2.345", "s")
@@ -270,12 +310,12 @@ def test_nagios_thresholds_come_from_the_embedded_topology_when_not_given():
                                             "rtt": {"warn": 0.2, "crit": 2.0}}}}
     perf = _perf(render(sample_report(topology=topology), Format.NAGIOS))
     assert perf["ce-hq_rtt"][2] == ["200", "2000", "0"]
-    assert perf["ce-hq_loss"][2] == ["5", "50", "0", "100"]
+    assert perf["ce-hq_loss"][2] == ["5", "@50:", "0", "100"]
     defaults = _perf(render(sample_report(), Format.NAGIOS))
     assert defaults["ce-hq_rtt"][2] == ["150", "1000", "0"]  # the config defaults
 
 
-def test_nagios_many_findings_keep_the_first_line_short_and_lose_no_perfdata():
+def test_nagios_many_findings_keep_the_status_short_and_lose_no_perfdata():
     from dataclasses import replace
 
     from netprobe.diagnosis.model import ComponentState, Finding, FindingKind, State
@@ -291,10 +331,12 @@ def test_nagios_many_findings_keep_the_first_line_short_and_lose_no_perfdata():
                                     groups=()))
     text = render(big, Format.NAGIOS)
     first = text.splitlines()[0]
-    assert len(first) <= 200
-    assert re.search(r"\+\d+ more", first)
-    perf = _perf(text)
-    assert all(f"{n}_loss" in perf for n in names)
+    status, perf_text = first.split(" | ")
+    assert len(status) <= 140
+    assert re.search(r"\+\d+ more", status)
+    # every value on the first line: Icinga 2 reads perfdata only from lines with a '|'
+    assert all(f"'{n}_loss'=" in perf_text for n in names)
+    assert sum("|" in line for line in text.splitlines()) == 1
 
 
 def test_nagios_a_pipe_in_a_summary_does_not_start_perfdata():
@@ -309,7 +351,7 @@ def test_nagios_a_pipe_in_a_summary_does_not_start_perfdata():
     first = text.splitlines()[0]
     assert first.count("|") == 1  # only the perfdata separator
     assert "a/b is down / badly" in text
-    assert len([line for line in text.splitlines() if "|" in line]) == 2  # first + long text
+    assert len([line for line in text.splitlines() if "|" in line]) == 1  # the first only
     assert "ce-hq_rtt" in _perf(text)
 
 

@@ -157,7 +157,7 @@ def problems(r: ProbeResult, th: Thresholds) -> list[tuple[str, Severity, str]]:
     if r.received == 0 or r.kind == "trace" or not r.measured:
         return []
     out: list[tuple[str, Severity, str]] = []
-    loss = r.loss_ratio
+    loss = r.failure_ratio  # a RST among replies counts against quality too
     if loss is not None and loss > 0:
         if loss >= th.loss.crit:
             # some replies came back: degraded (critically), never down

@@ -1,17 +1,23 @@
 """Nagios / Icinga plugin output (monitoring-plugins guidelines).
 
-    NETPROBE CRITICAL - 2 critical: line_down leased-a; ... | 'dc-app_rtt'=1.2ms;150;1000;0 ...
+    NETPROBE CRITICAL - 2 critical: line_down leased-a, ... | 'duration'=2.1s;;;0 'dc-app_rtt'=1.2ms;150;1000;0 ...
     [critical] Line leased-a is down: ...        <- long text, one line per finding
-    group dc-wan: failed_over, active broadband-b | 'dc-app_loss'=0%;10;100;0;100
-    'intra-dns_rtt'=...                          <- the rest of the perfdata
+    group dc-wan: failed_over, active broadband-b
 
-The first line stays under `FIRST_LINE_MAX` characters: the summary names the
-worst findings and says how many more there are; perfdata that does not fit
-goes after the long text, where Nagios and Icinga read it too. Perfdata per
-probe (traces excepted): `LABEL_rtt` in ms and `LABEL_loss` in %, with warn
-and crit from the config thresholds; `U` when the probe could not measure.
-LABEL is the target for ICMP probes (a device, a line, an endpoint) and the
-probe id for the others (`dc-app/tcp/443`).
+Every perfdata value is on the first line, after its one `|`: Nagios Core
+reads perfdata there and after a `|` in the long text, but Icinga 2 keeps
+perfdata only from lines that hold a `|`, so perfdata continued on lines of
+their own would be lost there. The text before the `|` (the status line)
+stays under `SUMMARY_MAX` characters and holds no `;` (Nagios Core rewrites
+it to `:` in the status line) and no `|`.
+
+Perfdata per probe (traces excepted): `LABEL_rtt` in ms and `LABEL_loss` in %
+(attempts with no answer at all), warn and crit from the config thresholds;
+`U` when the probe could not measure. The loss crit threshold is the range
+`@CRIT:` (critical at CRIT% and above), so a crit of 100% can fire: netprobe
+calls a probe down at crit, a plain `100` would only fire above 100%. LABEL is
+the target for ICMP probes (a device, a line, an endpoint) and the probe id
+for the others (`dc-app/tcp/443`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from netprobe.diagnosis.model import STATIC_KINDS, FindingKind, Severity, State,
 from netprobe.report.common import active_text, sorted_findings
 from netprobe.report.model import Report
 
-FIRST_LINE_MAX = 200
 SUMMARY_MAX = 120  # of the first line, for the text before the perfdata
 
 
@@ -38,7 +43,12 @@ def _label(name: str) -> str:
 
 def _text(value: str) -> str:
     # A '|' in plugin text would start the perfdata; newlines would start long text.
-    return value.replace("|", "/").replace("\n", " ").strip()
+    return " ".join(value.replace("|", "/").split())
+
+
+def _status_text(value: str) -> str:
+    # Nagios Core turns ';' into ':' in the status line (not in the long text).
+    return _text(value).replace(";", ",")
 
 
 def thresholds_of(report: Report) -> Thresholds:
@@ -60,7 +70,8 @@ def thresholds_of(report: Report) -> Thresholds:
 def perfdata(report: Report) -> list[str]:
     th = thresholds_of(report)
     rtt_w, rtt_c = _num(th.rtt.warn * 1000), _num(th.rtt.crit * 1000)
-    loss_w, loss_c = _num(th.loss.warn * 100), _num(th.loss.crit * 100)
+    # warn: degraded above it (a plain threshold); crit: down at it (an inclusive range)
+    loss_w, loss_c = _num(th.loss.warn * 100), f"@{_num(th.loss.crit * 100)}:"
     items = [f"'duration'={_num(report.evidence.duration_s)}s;;;0"]
     for p in report.evidence.results:
         if p.kind == "trace":  # a trace's RTTs are per hop, not a health figure
@@ -78,7 +89,7 @@ def perfdata(report: Report) -> list[str]:
 
 
 def summary(report: Report) -> str:
-    """'2 critical, 1 warning: line_down leased-a; failover_failed dc-wan; +1 more'."""
+    """'2 critical, 1 warning: line_down leased-a, failover_failed dc-wan, +1 more'."""
     # static audit facts do not move the status, so they are not news on a pager
     findings = [f for f in sorted_findings(report.findings) if f.kind not in STATIC_KINDS]
     counts = [f"{n} {sev}" for sev in Severity
@@ -96,21 +107,24 @@ def summary(report: Report) -> str:
         if report.groups:
             nominal = sum(str(g.verdict) == "nominal" for g in report.groups)
             text += f", {nominal}/{len(report.groups)} groups nominal"
+        unmeasured = sum(not p.measured for p in report.evidence.results)
+        if unmeasured:  # never a plain OK when part of the run was not measured
+            text += f", {unmeasured} probe{'s' if unmeasured != 1 else ''} not measured"
         if counts:
             text += f" ({', '.join(counts)} tolerated)"
-        return _text(text)
+        return _status_text(text)[:SUMMARY_MAX]
     else:
         worst_sev = Severity.CRITICAL if report.status == Status.CRITICAL else Severity.WARNING
         worst = [f for f in findings if f.severity == worst_sev]
     head = ", ".join(counts) or "no findings"
     items = list(dict.fromkeys(_item(report, f) for f in worst))
-    text = _text(head) + ": " if items else _text(head)
+    text = _status_text(head) + ": " if items else _status_text(head)
     for shown, item in enumerate(items):
         more = len(items) - shown - 1
-        tail = f"; +{more} more" if more else ""
-        piece = ("; " if shown else "") + _text(item)
+        tail = f", +{more} more" if more else ""
+        piece = (", " if shown else "") + _status_text(item)
         if shown and len(text) + len(piece) + len(tail) > SUMMARY_MAX:
-            return text + f"; +{len(items) - shown} more"
+            return text + f", +{len(items) - shown} more"
         text += piece
     return text[:SUMMARY_MAX]
 
@@ -142,16 +156,11 @@ def long_text(report: Report) -> list[str]:
     return lines
 
 
+def status_line(report: Report) -> str:
+    """The first line's text before the perfdata, as both daemons will show it."""
+    return f"NETPROBE {str(report.status).upper()} - {summary(report)}"
+
+
 def render_nagios(report: Report) -> str:
-    first = f"NETPROBE {str(report.status).upper()} - {summary(report)}"
-    perf = perfdata(report)
-    head_perf: list[str] = []
-    while perf and len(first) + 3 + len(" ".join([*head_perf, perf[0]])) <= FIRST_LINE_MAX:
-        head_perf.append(perf.pop(0))
-    if head_perf:
-        first += " | " + " ".join(head_perf)
-    lines = [first, *long_text(report)]
-    if perf:  # the rest: after the last long-text line's '|', then one per line
-        lines[-1] += " | " + perf[0]
-        lines += perf[1:]
-    return "\n".join(lines) + "\n"
+    first = f"{status_line(report)} | {' '.join(perfdata(report))}"
+    return "\n".join([first, *long_text(report)]) + "\n"

@@ -3,12 +3,17 @@
 Every sample carries a `vantage` label, so files from several vantage points
 can be scraped side by side. Metrics:
 
-- `netprobe_probe_success{probe,component,kind}`: 1 when the probe got what it
-  asked for, 0 when the network said no. A probe that could not be measured
-  (no privilege, skipped) has no success sample: 0 would claim "down". It
-  shows in `netprobe_probe_measured` = 0 instead. `kind` is the probe kind.
-- `netprobe_probe_loss_ratio`, `netprobe_probe_rtt_seconds{stat=min|avg|max}`:
-  present only when measured (RTT only when something came back).
+- `netprobe_probe_success{probe,component,kind,outcome}`: 1 when the probe got
+  what it asked for, 0 when the network said no. `outcome` says how: `ok`,
+  `wrong_answer` (the host answered, but not with what was asked: a TCP RST,
+  a DNS error rcode, a DNS answer not in `expect`) or `no_answer`. A probe
+  that could not be measured (no privilege, skipped) has no success sample:
+  0 would claim "down". It shows in `netprobe_probe_measured` = 0 instead.
+  `kind` is the probe kind.
+- `netprobe_probe_loss_ratio`: the fraction of attempts that got no answer at
+  all (a RST or a wrong DNS answer is an answer: the host is there), and
+  `netprobe_probe_rtt_seconds{stat=min|avg|max}`: present only when measured
+  (RTT only when something came back).
 - `netprobe_component_state{component,kind,state}`: one-hot over up, degraded,
   down, unknown; `kind` is the component kind.
 - `netprobe_group_verdict{group,verdict}`: one-hot over the seven verdicts.
@@ -29,10 +34,20 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from netprobe.diagnosis.model import STATIC_KINDS, Severity, State, Verdict
-from netprobe.evidence import Outcome
+from netprobe.evidence import Outcome, ProbeResult
 from netprobe.report.model import Report
 
 PREFIX = "netprobe"
+
+# The values of the success metric's `outcome` label: few, so it aggregates.
+OUTCOME_OK, OUTCOME_WRONG, OUTCOME_SILENT = "ok", "wrong_answer", "no_answer"
+
+
+def success_outcome(p: ProbeResult) -> str:
+    """How a measured probe ended: what it asked for, another answer, or none."""
+    if p.outcome == Outcome.OK:
+        return OUTCOME_OK
+    return OUTCOME_WRONG if p.answered > 0 else OUTCOME_SILENT
 
 
 class ReportCollector(Collector):
@@ -49,12 +64,13 @@ class ReportCollector(Collector):
             return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=["vantage", *labels])
 
         success = gauge("probe_success", "1 if the probe got what it asked for, 0 if the "
-                        "network said no; absent when not measured",
-                        ["probe", "component", "kind"])
+                        "network said no (outcome: ok, wrong_answer, no_answer); absent when "
+                        "not measured", ["probe", "component", "kind", "outcome"])
         measured = gauge("probe_measured", "1 if the probe could be run, 0 if netprobe "
                          "could not measure (no privilege, skipped, internal error)",
                          ["probe", "component", "kind"])
-        loss = gauge("probe_loss_ratio", "Fraction of attempts that got no answer",
+        loss = gauge("probe_loss_ratio", "Fraction of attempts that got no answer at all (a "
+                     "RST or a wrong DNS answer is an answer)",
                      ["probe", "component", "kind"])
         rtt = gauge("probe_rtt_seconds", "Round-trip time of the answers, by statistic",
                     ["probe", "component", "kind", "stat"])
@@ -63,7 +79,8 @@ class ReportCollector(Collector):
             measured.add_metric(labels, 1.0 if p.measured else 0.0)
             if not p.measured:
                 continue
-            success.add_metric(labels, 1.0 if p.outcome == Outcome.OK else 0.0)
+            success.add_metric([*labels, success_outcome(p)],
+                               1.0 if p.outcome == Outcome.OK else 0.0)
             if p.loss_ratio is not None:
                 loss.add_metric(labels, p.loss_ratio)
             for stat, value_ms in (("min", p.rtt_min_ms), ("avg", p.rtt_avg_ms),

@@ -1,0 +1,80 @@
+"""The JUnit file against the strictest reader, Jenkins xUnit's junit-10 schema.
+
+`tests/data/xsd/junit-10.xsd` is our own strict rendering of that published
+format (see its header); libxml2's `xmllint --schema` validates against it.
+Test case names must not depend on the topology, so CI keeps each case's history.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from report_builders import ok_report, sample_report
+
+from netprobe.diagnosis.model import Finding, FindingKind, Severity
+from netprobe.report import Format, render
+
+XSD = Path(__file__).parent / "data" / "xsd" / "junit-10.xsd"
+XMLLINT = shutil.which("xmllint")
+needs_xmllint = pytest.mark.skipif(XMLLINT is None, reason="xmllint (Debian libxml2-utils) "
+                                   "not installed")
+
+
+def validate(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    target = tmp_path / "junit.xml"
+    target.write_text(text, encoding="utf-8")
+    return subprocess.run([XMLLINT, "--noout", "--schema", str(XSD), str(target)],
+                          capture_output=True, text=True, timeout=30)
+
+
+@needs_xmllint
+@pytest.mark.parametrize("fail_on", [Severity.WARNING, Severity.CRITICAL])
+def test_junit_validates_against_the_junit_10_schema(tmp_path, fail_on):
+    for report in (sample_report(fail_on), ok_report()):
+        done = validate(tmp_path, render(report, Format.JUNIT))
+        assert done.returncode == 0, done.stderr
+
+
+@needs_xmllint
+def test_the_schema_refuses_what_jenkins_xunit_refuses(tmp_path):
+    # the file as netprobe wrote it before: a skipped count on <testsuites>
+    root = ET.fromstring(render(sample_report(), Format.JUNIT).encode())
+    root.set("skipped", "1")
+    done = validate(tmp_path, ET.tostring(root, encoding="unicode"))
+    assert done.returncode != 0
+    assert "skipped" in done.stderr and "not allowed" in done.stderr
+
+
+def _names(report) -> set[tuple[str, str]]:
+    root = ET.fromstring(render(report, Format.JUNIT).encode())
+    return {(tc.get("classname"), tc.get("name")) for tc in root.iter("testcase")}
+
+
+def test_audit_case_names_do_not_change_with_the_topology():
+    report = sample_report()
+    audit = [f for f in report.findings if str(f.kind) == "shared_risk"]
+    assert audit
+    before = {n for n in _names(report) if n[0] == "netprobe.audit"}
+    # one more line joins the group's shared risk: the finding's component list grows
+    grown = tuple(replace(f, components=(*f.components, "leased-c"))
+                  if str(f.kind) == "shared_risk" else f for f in report.findings)
+    after = {n for n in _names(replace(report, diagnosis=replace(report.diagnosis,
+                                                                 findings=grown)))
+             if n[0] == "netprobe.audit"}
+    assert before == after
+    assert all("," not in name for _, name in before)
+
+
+def test_two_audit_findings_on_one_anchor_get_distinct_stable_names():
+    report = sample_report()
+    extra = (Finding(Severity.WARNING, FindingKind.SHARED_RISK, ("dc-wan", "x", "y"), "one."),
+             Finding(Severity.INFO, FindingKind.SHARED_RISK, ("dc-wan", "z"), "two."))
+    findings = tuple(f for f in report.findings if str(f.kind) != "shared_risk") + extra
+    names = sorted(n for c, n in _names(replace(
+        report, diagnosis=replace(report.diagnosis, findings=findings))) if c == "netprobe.audit")
+    assert names == ["shared_risk dc-wan", "shared_risk dc-wan #2"]
