@@ -90,7 +90,10 @@ def test_not_measured_probe_is_no_evidence_of_failure(topo):
                                                        message="deadline reached")]))
     # the trace shows traffic on leased-a, so it is up even though its own probe did not run
     assert d.state_of("leased-a") == State.UP
-    assert not [f for f in d.findings if f.kind == FindingKind.NOT_MEASURED]
+    # ... but the run did not do all it was asked: said once, and never a plain OK
+    nm = [f for f in d.findings if f.kind == FindingKind.NOT_MEASURED]
+    assert [f.evidence for f in nm] == [("leased-a/icmp",)]
+    assert d.status() == Status.UNKNOWN
 
 
 # -- quality --------------------------------------------------------------------------------

@@ -828,10 +828,9 @@ def _not_measured_findings(topology: Topology, assessed: dict[str, Assessment],
             continue
         if r.kind == "trace":
             continue
-        # A missing privilege is reported even where other probes showed the component
-        # up: the operator asked for this measurement, and the fix is one command away.
-        if assessed[r.target].state.state != State.UNKNOWN and r.error != ProbeError.PERMISSION:
-            continue
+        # Reported even where other probes showed the component up: the operator
+        # asked for this measurement, and a run that skipped part of its job must
+        # not read as a plain OK (README, exit codes).
         if r.error == ProbeError.NO_ROUTE:
             # one cause, whatever the address or probe kind: this host's own routing
             key = ("", str(ProbeError.NO_ROUTE))
