@@ -15,6 +15,7 @@ wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import re
@@ -49,10 +50,8 @@ def perf_items(text: str) -> dict[str, str]:
     return out
 
 
-def site(tmp_path: Path, *, web_port: int, closed_port: int, dns_port: int,
-         icmp: bool) -> Path:
-    probes = "[icmp, tcp/%d, tcp/%d]" % (web_port, closed_port) if icmp else \
-        "[tcp/%d, tcp/%d]" % (web_port, closed_port)
+def site(tmp_path: Path, *, web_port: int, closed_port: int, dns_port: int) -> Path:
+    probes = f"[icmp, tcp/{web_port}, tcp/{closed_port}]"
     text = f"""
         version: 1
         vantage: daemon-test
@@ -99,10 +98,8 @@ def start(argv: list[str], cwd: Path) -> subprocess.Popen:
 
 def kill(proc: subprocess.Popen) -> None:
     """The daemons fork workers: end the whole process group the test started."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(10)
 
 
@@ -134,7 +131,7 @@ def perf_sent(sent: str) -> dict[str, str]:
 def test_icinga2_keeps_every_perfdata_value_and_the_status_line(
         tmp_path, tcp_listener, closed_tcp_port, dns_server):
     config = site(tmp_path, web_port=tcp_listener.port, closed_port=closed_tcp_port[1],
-                  dns_port=dns_server.port, icmp=True)
+                  dns_port=dns_server.port)
     check = wrapper(tmp_path, config)
     for sub in ("run/icinga2", "data", "log", "cache", "spool"):
         (tmp_path / sub).mkdir(parents=True)
@@ -293,7 +290,7 @@ def test_nagios4_keeps_every_perfdata_value_and_the_status_line_as_the_nagios_us
         nagios_dir, tcp_listener, closed_tcp_port, dns_server):
     tmp_path, nagios = nagios_dir
     config = site(tmp_path, web_port=tcp_listener.port, closed_port=closed_tcp_port[1],
-                  dns_port=dns_server.port, icmp=True)
+                  dns_port=dns_server.port)
     check = wrapper(tmp_path, config)
     (tmp_path / "objects.cfg").write_text(NAGIOS_OBJECTS.format(check=check))
     (tmp_path / "checkresults").mkdir()
