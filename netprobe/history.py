@@ -925,11 +925,11 @@ def _render_table(s: HistorySummary, side_by_side: bool = False) -> str:
 def _render_md(s: HistorySummary, side_by_side: bool = False) -> str:
     from netprobe.report.markdown import inline, table
 
-    lines = ["# netprobe history", "", inline(_window_text(s)), ""]
+    lines = ["# netprobe history", "", inline(_window_text(s), line_start=True), ""]
     sections, notes = _sections(s, side_by_side)
     for section in sections:
         align = "".join("r" if h in _RIGHT else "l" for h in section.headers)
-        lines += [f"## {section.title}", "", *table(section.headers, section.rows, align), ""]
+        lines += [f"## {inline(section.title)}", "", *table(section.headers, section.rows, align), ""]
     if notes:
         lines += ["## Notes", "", *(f"- {inline(n)}" for n in notes), ""]
     return "\n".join(lines)

@@ -395,7 +395,7 @@ def test_markdown_neutralises_html_in_names():
     from dataclasses import replace
 
     md = render(replace(sample_report(), vantage="<script>x</script>"), Format.MD)
-    assert "\\<script>" in md
+    assert "\\<script\\>" in md
     assert not re.search(r"(?<!\\)<[A-Za-z/]", md)  # no '<' that could open a tag
 
 

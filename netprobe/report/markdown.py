@@ -1,5 +1,6 @@
 """Markdown for a cron mail or a ticket: readable raw, and as GitHub-flavoured
-Markdown when rendered. Table cells escape `|` and keep to one line."""
+Markdown when rendered. Every text that comes from the network or the config is
+escaped (`escape_md`), so it shows as itself: no link, emphasis or HTML."""
 
 from __future__ import annotations
 
@@ -18,32 +19,63 @@ from netprobe.report.common import (
 )
 from netprobe.report.model import Report
 
-# A '<' that could open an HTML tag or comment; '<1%' or 'a < b' stay as they are.
-_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+# Text from the network (a DNS TXT answer, a banner, a host name) and from the
+# config must read as text, never as Markdown: each ASCII punctuation mark that
+# can open a construct in the middle of a line is backslash-escaped (CommonMark
+# allows it before any ASCII punctuation and renders the mark itself): emphasis
+# (* _ ~), code (`), links and images ([ ] ( ) !), raw HTML, entities and
+# autolinks (< > &), a heading's closing # and table cells (|), and GFM's
+# extended autolinks, which start at a scheme's '://' or 'www.'. An e-mail
+# address is linked even with its '@' escaped (GFM finds it in the rendered
+# text), so the '@' goes into a code span of its own. Marks that matter only at
+# the start of a line (- + 1.) are escaped there only.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~&])")
+_LINE_START = re.compile(r"^([-+=]|\d+(?=[.)]))")
+_AUTOLINK = re.compile(r"(?i)\b(www)\.|:(?=//)|\b(mailto|xmpp):")
+
+
+def _unlink(m: re.Match[str]) -> str:
+    if m.group(1):
+        return m.group(1) + "\\."
+    return (m.group(2) or "") + "\\:"
+
+
+def escape_md(value: object, *, line_start: bool = False) -> str:
+    """Any text as literal Markdown on one line; `line_start` when it opens a line."""
+    text = " ".join(str(value).split())  # a newline would end the paragraph or row
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    text = _AUTOLINK.sub(_unlink, text).replace("@", "`@`")
+    if not line_start:
+        return text
+    return _LINE_START.sub(lambda m: m.group(1) + "\\" if m.group(1).isdigit()
+                           else "\\" + m.group(1), text)
+
+
+class Markup(str):
+    """Markdown we wrote ourselves (not text to escape), for a table cell."""
+
+
+def bold(value: object) -> Markup:
+    return Markup(f"**{escape_md(value)}**")
 
 
 def cell(value: object) -> str:
-    """One GFM table cell: no raw '|', no line break, no HTML, never empty."""
-    text = "" if value is None else str(value)
-    text = text.replace("\\", "\\\\").replace("|", "\\|")
-    text = _TAG_START.sub(r"\\<", text)
-    text = " ".join(text.split())  # newlines and runs of spaces would break the row
+    """One GFM table cell: literal text, one line, never empty."""
+    if isinstance(value, Markup):
+        return str(value)
+    text = "" if value is None else escape_md(value)
     return text or "-"
 
 
-def inline(value: str) -> str:
-    """Text in running prose: one line, with the characters escaped that would
-    change its meaning (emphasis, code, HTML). Underscores inside words are
-    left alone: GFM does not read them as emphasis, and names are full of them."""
-    text = " ".join(str(value).split())
-    for ch in ("\\", "`", "*"):
-        text = text.replace(ch, "\\" + ch)
-    return _TAG_START.sub(r"\\<", text)
+def inline(value: str, *, line_start: bool = False) -> str:
+    """Text in running prose or a heading: literal, on one line."""
+    return escape_md(value, line_start=line_start)
 
 
 def code(value: str) -> str:
-    """A name in backticks (names never contain backticks; guard anyway)."""
-    return "`" + str(value).replace("`", "'") + "`"
+    """Text in a code span, literal: no backtick can close it early, no newline can
+    end the list item it is in."""
+    return "`" + " ".join(str(value).replace("`", "'").split()) + "`"
 
 
 def table(headers: list[str], rows: list[list[object]], align: str | None = None) -> list[str]:
@@ -73,7 +105,7 @@ def render_markdown(report: Report) -> str:
         lines += ["## Redundancy groups", ""]
         lines += table(
             ["group", "verdict", "active line", "preferred", "lines", "reason"],
-            [[g.name, f"**{g.verdict}**", active_text(g), g.preferred,
+            [[g.name, bold(g.verdict), active_text(g), g.preferred,
               ", ".join(g.lines), g.reason] for g in report.groups])
         lines.append("")
 
