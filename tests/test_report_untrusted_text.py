@@ -7,7 +7,6 @@ import copy
 import re
 
 import pytest
-
 from builders import CITY_HALL, make_result, make_topology, with_results
 
 from netprobe.diagnosis import diagnose
