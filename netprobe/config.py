@@ -30,7 +30,17 @@ from pydantic import (
 if typing.TYPE_CHECKING:
     from netprobe.topology import Topology
 
-NAME_PATTERN = r"^[^\W_][\w.-]*$"  # letters (any script), digits, _ . -
+# Names: letters of any script, digits, then also _ . -. Written as explicit
+# ranges, not \\w: JSON Schema patterns are ECMA-262, whose \\w is ASCII-only,
+# so editors would refuse `café-süd` that Python's \\w accepts. The same
+# pattern string checks names in the loader (pydantic) and in `netprobe schema`.
+# The ranges take the letter blocks of the Basic Multilingual Plane (Latin,
+# Greek, Cyrillic, ... CJK, kana, Hangul, full-width letters and digits) and
+# leave out punctuation, symbols, spaces and characters beyond U+FFFF (emoji).
+_LETTERS = ("0-9A-Za-z\\u00C0-\\u00D6\\u00D8-\\u00F6\\u00F8-\\u1FFF\\u2C00-\\u2DFF"
+            "\\u2E80-\\u2FDF\\u3005-\\u3007\\u3041-\\u3096\\u3099-\\u30FF\\u3105-\\uD7FF"
+            "\\uF900-\\uFAFF\\uFF10-\\uFF19\\uFF21-\\uFF3A\\uFF41-\\uFF5A\\uFF66-\\uFFDC")
+NAME_PATTERN = f"^[{_LETTERS}][{_LETTERS}_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -96,23 +106,97 @@ def _tag_values(value: Any) -> Any:
 
 
 # The JSON Schema says what the YAML may hold (strings like "150ms"), not the
-# float the loader turns it into.
+# float the loader turns it into, and bounds it as the loader does: the value
+# ranges of durations, percentages, ports and addresses are spelt out as
+# patterns, since `format` is only an annotation to most validators.
+
+def _int_at_most(limit: int) -> str:
+    """A regex for the decimal integers 0..limit (leading zeros left to the caller)."""
+    digits = str(limit)
+    alts = [f"[0-9]{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    for i, d in enumerate(digits):
+        if d != "0":
+            low = "0" if i else "1"
+            if int(d) - 1 >= int(low) or (i and d != "0"):
+                rest = len(digits) - i - 1
+                alts.append(digits[:i] + f"[{low}-{int(d) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    alts.append(digits)
+    return "(?:" + "|".join(alts) + ")"
+
+
+def _decimal_at_most(limit: int) -> str:
+    """A decimal (digits, an optional fraction) whose value is at most `limit`."""
+    return f"0*(?:{_int_at_most(limit - 1)}(?:\\.[0-9]+)?|{limit}(?:\\.0+)?)"
+
+
+# Durations are 0 to 24 h in any unit; a timeout is at least 1 ms (the lower
+# bound is exact for ms and s, to 0.1 ms for m and h, which nobody writes).
+_UNIT_LIMITS = (("ms", 86_400_000), ("s", 86_400), ("m", 1_440), ("h", 24))
+_AT_LEAST_1MS = {"ms": "(?=0*[1-9])", "s": "(?=0*[1-9]|0*\\.0{0,2}[1-9])",
+                 "m": "(?=0*[1-9]|0*\\.0{0,3}[1-9])", "h": "(?=0*[1-9]|0*\\.0{0,5}[1-9])"}
+
+
+def _duration_pattern(min_1ms: bool) -> str:
+    alts = []
+    for unit, limit in _UNIT_LIMITS:
+        low = _AT_LEAST_1MS[unit] if min_1ms else ""
+        suffix = "[ \\t]*s?" if unit == "s" else f"[ \\t]*{unit}"  # a bare number is seconds
+        alts.append(f"{low}{_decimal_at_most(limit)}{suffix}")
+    return "^[ \\t]*(?:" + "|".join(alts) + ")[ \\t]*$"
+
+
 _DURATION_SCHEMA = {
     "anyOf": [{"type": "number", "minimum": 0, "maximum": 86400},
-              {"type": "string", "pattern": _DURATION.pattern}],
-    "description": "seconds, or a duration like 150ms, 1s, 2m",
+              {"type": "string", "pattern": _duration_pattern(False)}],
+    "description": "seconds, or a duration like 150ms, 1s, 2m (at most 24h)",
+}
+_TIMEOUT_SCHEMA = {
+    "anyOf": [{"type": "number", "minimum": 0.001, "maximum": 86400},
+              {"type": "string", "pattern": _duration_pattern(True)}],
+    "description": "seconds, or a duration like 150ms, 1s (at least 1ms, at most 24h)",
 }
 _RATIO_SCHEMA = {
     "anyOf": [{"type": "number", "minimum": 0, "maximum": 1},
-              {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}],
-    "description": "a percentage like 10%, or a fraction 0.1",
+              {"type": "string", "pattern": f"^[ \\t]*{_decimal_at_most(100)}[ \\t]*%[ \\t]*$"}],
+    "description": "a percentage like 10% (0% to 100%), or a fraction 0.1",
 }
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4_PATTERN = f"{_OCTET}(?:\\.{_OCTET}){{3}}"
+
+
+def _ipv6_pattern() -> str:
+    """Every textual IPv6 form Python's ipaddress reads: eight groups, or fewer
+    around one '::' (which stands for at least one), an IPv4 tail counting as
+    two groups, and a %scope."""
+    h = "[0-9A-Fa-f]{1,4}"
+    alts = [f"(?:{h}:){{7}}{h}", f"(?:{h}:){{6}}{IPV4_PATTERN}"]
+    for left_n in range(8):
+        left = f"(?:{h}:){{{left_n - 1}}}{h}" if left_n else ""
+        room = 7 - left_n  # groups the right side may still have
+        right = f"(?:{h}(?::{h}){{0,{room - 1}}})?" if room else ""
+        alts.append(f"{left}::{right}")
+        if left_n <= 5:
+            alts.append(f"{left}::(?:{h}:){{0,{5 - left_n}}}{IPV4_PATTERN}")
+    return f"(?:{'|'.join(alts)})(?:%[^%]+)?"
+
+
+IPV6_PATTERN = _ipv6_pattern()
 _ADDRESS_SCHEMA = {"type": "string", "description": "an IPv4 or IPv6 address",
-                   "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+                   "pattern": f"^[ \\t\\n\\r]*(?:{IPV4_PATTERN}|{IPV6_PATTERN})[ \\t\\n\\r]*$"}
 _TAGS_SCHEMA = {"type": "object", "description": "free-form facts, e.g. conduit: river-bridge",
                 "propertyNames": {"maxLength": 64},
                 "additionalProperties": {"type": ["string", "number"]}}
 
+def _whole(value: Any) -> Any:
+    """3.0 is the whole number 3 (JSON Schema's `integer` and YAML editors agree);
+    booleans and 3.5 stay what they are, for the strict int check to refuse."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+# a whole number: strict (no booleans, no text), but 3.0 reads as 3
+Whole = Annotated[int, BeforeValidator(_whole)]
 Seconds = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 
 
@@ -125,7 +209,7 @@ def parse_timeout(value: Any) -> float:
 
 
 # A timeout of 0 would discard every reply and call everything down.
-Timeout = Annotated[float, BeforeValidator(parse_timeout), WithJsonSchema(_DURATION_SCHEMA)]
+Timeout = Annotated[float, BeforeValidator(parse_timeout), WithJsonSchema(_TIMEOUT_SCHEMA)]
 Ratio = Annotated[float, BeforeValidator(parse_ratio), WithJsonSchema(_RATIO_SCHEMA)]
 Address = Annotated[str, BeforeValidator(parse_address), WithJsonSchema(_ADDRESS_SCHEMA)]
 Tags = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]],
@@ -166,7 +250,7 @@ class Thresholds(Frozen):
 
 class Defaults(Frozen):
     timeout: Timeout = Field(1.0, description="per attempt")
-    attempts: int = Field(3, strict=True, ge=1, le=100, description="packets or tries per probe")
+    attempts: Whole = Field(3, strict=True, ge=1, le=100, description="packets or tries per probe")
     interval: Seconds = Field(0.2, description="between the attempts of one probe")
     thresholds: Thresholds = Thresholds()
 
@@ -191,7 +275,7 @@ class Line(Frozen):
     far_end: Address = Field(description="the carrier's end; probed to test this line alone")
     carrier: str | None = None
     group: Name | None = Field(None, description="redundancy group")
-    priority: int = Field(1, strict=True, ge=1, le=1000, description="1 = preferred")
+    priority: Whole = Field(1, strict=True, ge=1, le=1000, description="1 = preferred")
     hops: list[Address] | None = Field(None, description="addresses a trace shows when this line carries traffic (default: far_end)")
     site: Name | None = Field(None, description="where the line lands (a data centre, say)")
     tags: Tags = {}
@@ -223,13 +307,13 @@ class DnsCheck(Frozen):
     type: Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "PTR", "SRV"] = "A"
     expect: list[str] | None = None
     server: Address | None = Field(None, description="default: the endpoint's address")
-    port: int = Field(53, strict=True, ge=1, le=65535, description="the server's port")
+    port: Whole = Field(53, strict=True, ge=1, le=65535, description="the server's port")
 
 
 class TraceCheck(Frozen):
     protocol: Literal["tcp", "udp", "icmp"] = "icmp"
-    port: int | None = Field(None, strict=True, ge=1, le=65535)
-    max_hops: int = Field(16, strict=True, ge=1, le=64)
+    port: Whole | None = Field(None, strict=True, ge=1, le=65535)
+    max_hops: Whole = Field(16, strict=True, ge=1, le=64)
 
 
 class IcmpSpec(Frozen):
@@ -242,7 +326,7 @@ class IcmpSpec(Frozen):
 
 class TcpSpec(Frozen):
     kind: Literal["tcp"] = "tcp"
-    port: int = Field(strict=True, ge=1, le=65535)
+    port: Whole = Field(strict=True, ge=1, le=65535)
 
     @property
     def label(self) -> str:
@@ -340,10 +424,13 @@ def _probe_input(value: Any) -> Any:
 # pydantic resolves "$ref"s in a WithJsonSchema while it builds the schema, and
 # these two models are not in it yet; config_json_schema() adds and links them.
 _REF_LATER = "x-netprobe-ref"
+# the loader strips whitespace around the text forms (Python's str.strip)
+_PORT = "(?:0{0,4}[1-9]|0{0,3}[1-9][0-9]|0{0,2}[1-9][0-9]{2}|0?[1-9][0-9]{3}|" \
+        "[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_PROBE_TEXT = f"^\\s*(?:icmp|trace|tcp/{_PORT})\\s*$"
 _PROBE_SCHEMA = {
     "anyOf": [
-        {"type": "string", "pattern": r"^\s*(icmp|trace|tcp/\d{1,5})\s*$",
-         "description": "icmp, trace, or tcp/PORT"},
+        {"type": "string", "pattern": _PROBE_TEXT, "description": "icmp, trace, or tcp/PORT"},
         {"type": "object", "properties": {"dns": {_REF_LATER: "DnsCheck"}},
          "required": ["dns"], "additionalProperties": False},
         {"type": "object",
@@ -364,7 +451,7 @@ class Endpoint(Frozen):
     probes: list[Probe] = Field(default_factory=lambda: [IcmpSpec()], min_length=1)
     backup: Name | None = Field(None, description="another endpoint that serves as this one's backup")
     timeout: Timeout | None = None
-    attempts: int | None = Field(None, strict=True, ge=1, le=100)
+    attempts: Whole | None = Field(None, strict=True, ge=1, le=100)
     tags: Tags = {}
 
     @model_validator(mode="after")
@@ -1204,6 +1291,50 @@ def _format_path(path: tuple[Any, ...], root: Any) -> str:
     return text
 
 
+def _add_document_rules(defs: dict[str, Any]) -> None:
+    """The loader's rules about one object that pydantic's schema does not carry."""
+    endpoint = defs["Endpoint"]
+    # exactly one of address and host (null counts as not given, as in the loader)
+    endpoint["oneOf"] = [
+        {"required": ["address"], "properties": {"address": {"type": "string"}}},
+        {"required": ["host"], "properties": {"host": {"type": "string"}}}]
+    host = endpoint["properties"]["host"]["anyOf"][0]
+    host["pattern"] = _HOSTNAME.pattern  # a DNS name ...
+    host["not"] = {"pattern": f"^{IPV4_PATTERN}$"}  # ... that is not an IP address
+    # each kind once (tcp: each port once); the loader compares labels
+    one = {"icmp": {"type": "string", "pattern": "^\\s*icmp\\s*$"},
+           "trace": {"anyOf": [{"type": "string", "pattern": "^\\s*trace\\s*$"},
+                               {"type": "object", "required": ["trace"]}]},
+           "dns": {"type": "object", "required": ["dns"]}}
+    probes = endpoint["properties"]["probes"]
+    probes["uniqueItems"] = True
+    probes["allOf"] = [{"contains": rule, "minContains": 0, "maxContains": 1}
+                       for rule in one.values()]
+    # an A or AAAA probe expects addresses of its family (no type means A)
+    defs["DnsCheck"]["allOf"] = [
+        {"if": {"properties": {"type": {"const": "A"}}},
+         "then": {"properties": {"expect": {"anyOf": [
+             {"type": "array", "items": {"type": "string", "pattern": f"^{IPV4_PATTERN}$"}},
+             {"type": "null"}]}}}},
+        {"if": {"required": ["type"], "properties": {"type": {"const": "AAAA"}}},
+         "then": {"properties": {"expect": {"anyOf": [
+             {"type": "array", "items": {"type": "string", "pattern": f"^{IPV6_PATTERN}$"}},
+             {"type": "null"}]}}}}]
+
+    def keys_are_text(node: Any) -> None:  # YAML keys may be numbers; JSON's never are
+        if isinstance(node, dict):
+            names = node.get("propertyNames")
+            if isinstance(names, dict):
+                names.setdefault("type", "string")
+            for value in node.values():
+                keys_are_text(value)
+        elif isinstance(node, list):
+            for value in node:
+                keys_are_text(value)
+
+    keys_are_text(defs)
+
+
 def config_json_schema() -> dict[str, Any]:
     """JSON Schema (2020-12) of the YAML config, for editors and CI linters.
 
@@ -1239,6 +1370,7 @@ def config_json_schema() -> dict[str, Any]:
         return node
 
     schema = link(schema)
+    _add_document_rules(schema["$defs"])
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://netprobe.example/schema/config-1.json",
