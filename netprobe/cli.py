@@ -382,11 +382,25 @@ def validate(
 
 @app.command()
 @handles_errors
-def schema() -> None:
-    """Print the JSON Schema of the config, for editor completion."""
-    from netprobe.config import config_json_schema
+def schema(
+    report: Annotated[bool, typer.Option(
+        "--report", help="The schema of the JSON report (check -f json, -o run.json) instead.")] = False,
+    history_: Annotated[bool, typer.Option(
+        "--history", help="The schema of `netprobe history DB -f json` instead.")] = False,
+) -> None:
+    """Print a JSON Schema: of the config (for editor completion), or of the JSON
+    report or history summary (for scripts that read them)."""
+    if report and history_:
+        raise NetprobeError("schema: give --report or --history, not both")
+    if report:
+        from netprobe.report.schema import REPORT_SCHEMA as chosen
+    elif history_:
+        from netprobe.report.schema import HISTORY_SCHEMA as chosen
+    else:
+        from netprobe.config import config_json_schema
 
-    print(json.dumps(config_json_schema(), indent=2))
+        chosen = config_json_schema()
+    print(json.dumps(chosen, indent=2, ensure_ascii=False))
 
 
 @app.command()

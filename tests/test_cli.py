@@ -263,3 +263,24 @@ def test_positions_stay_digits_on_stderr_never_emoji(tmp_path):
     assert proc.returncode == 3
     assert f"{config}:100:1: not valid YAML" in proc.stderr, proc.stderr
     assert "\N{HUNDRED POINTS SYMBOL}" not in proc.stderr
+
+
+def test_schema_report_and_history_describe_what_check_and_history_write(
+        tmp_path, tcp_listener, dns_server, closed_tcp_port):
+    import jsonschema
+
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port,
+                  closed_port=closed_tcp_port[1])
+    db = tmp_path / "h.db"
+    checked = run("check", str(config), "-f", "json", "--history", str(db))
+    report_schema = json.loads(run("schema", "--report").stdout)
+    history_schema = json.loads(run("schema", "--history").stdout)
+    for schema, doc in ((report_schema, json.loads(checked.stdout)),
+                        (history_schema, json.loads(run("history", str(db), "-f", "json").stdout))):
+        jsonschema.Draft202012Validator.check_schema(schema)
+        validator = jsonschema.Draft202012Validator(
+            schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        assert list(validator.iter_errors(doc)) == []
+        assert not validator.is_valid({**doc, "schema": "something/else"})
+    assert run("schema").stdout != run("schema", "--report").stdout
+    assert run("schema", "--report", "--history").exit_code == 3

@@ -1,4 +1,5 @@
-"""JSON Schema of the report contract `netprobe.report/1`.
+"""JSON Schemas of the report contract `netprobe.report/1` (`netprobe schema
+--report`) and of the history summary `netprobe.history/1` (`--history`).
 
 The fields DESIGN.md promises are required and typed; every object allows
 additional properties, because the contract lets fields be added. Kept as a
@@ -108,6 +109,10 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "address": _STR_OR_NULL,
                     "sent": {"type": "integer", "minimum": 0},
                     "received": {"type": "integer", "minimum": 0},
+                    # attempts the target answered at all (a RST, a wrong answer too)
+                    "answered": {"type": "integer", "minimum": 0},
+                    "outcome": {"enum": ["ok", "failed", "not_measured"]},
+                    # attempts with no answer at all, over those sent
                     "loss": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
                     "rtt_ms": _RTT,
                     "error": _STR_OR_NULL,
@@ -117,5 +122,61 @@ REPORT_SCHEMA: dict[str, Any] = {
                 },
             },
         },
+    },
+}
+
+
+_COUNT = {"type": "integer", "minimum": 0}
+_TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+_ENTITY_FIELDS: dict[str, Any] = {
+    "vantage": {"type": "string"},
+    "name": {"type": "string"},
+    "kind": {"enum": ["device", "line", "endpoint", "service", "group"]},
+    "runs": _COUNT, "measured": _COUNT, "available": _COUNT, "unknown": _COUNT,
+    "incidents": _COUNT, "recovered": _COUNT, "flaps": _COUNT,
+    "longest_recovery_s": {"type": ["number", "null"], "minimum": 0},
+    "mean_recovery_s": {"type": ["number", "null"], "minimum": 0},
+    "last_state": _STR_OR_NULL,
+    "down_since": _TIME_OR_NULL,
+    "availability_ratio": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+}
+_ENTITY = {"type": "object", "required": list(_ENTITY_FIELDS), "properties": _ENTITY_FIELDS}
+
+# `netprobe history DB -f json` (schema netprobe.history/1).
+HISTORY_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://netprobe.example/schema/netprobe.history-1.json",
+    "title": "netprobe history summary (netprobe.history/1)",
+    "type": "object",
+    "required": ["schema", "db", "since", "until", "runs", "first_run_at", "last_run_at",
+                 "status_counts", "components", "groups"],
+    "properties": {
+        "schema": {"const": "netprobe.history/1"},
+        "db": {"type": "string"},
+        "since": _TIME_OR_NULL,
+        "until": _TIME_OR_NULL,
+        "runs": _COUNT,
+        "first_run_at": _TIME_OR_NULL,
+        "last_run_at": _TIME_OR_NULL,
+        "status_counts": {"type": "object",
+                          "propertyNames": {"enum": [str(s) for s in Status]},
+                          "additionalProperties": _COUNT},
+        "components": {"type": "array", "items": _ENTITY},
+        "groups": {"type": "array", "items": {
+            "allOf": [_ENTITY],
+            "required": ["failovers", "failbacks", "events"],
+            "properties": {
+                "failovers": _COUNT, "failbacks": _COUNT,
+                "events": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["at", "kind", "from_line", "to_line", "verdict"],
+                    "properties": {
+                        "at": {"type": "string", "format": "date-time"},
+                        "kind": {"enum": ["failover", "failback"]},
+                        "from_line": _STR_OR_NULL,
+                        "to_line": _STR_OR_NULL,
+                        "verdict": {"enum": [str(v) for v in Verdict]},
+                    }}},
+            }}},
     },
 }
