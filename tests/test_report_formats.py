@@ -477,3 +477,20 @@ def test_an_ambiguous_group_renders_in_every_format_with_its_candidates(fmt):
         assert data["groups"][0]["verdict"] == "ambiguous"
     elif fmt in (Format.TABLE, Format.MD, Format.NAGIOS):
         assert "ambiguous" in text and "leased-a or broadband-b" in text
+
+
+def test_nagios_ok_names_the_probes_it_could_not_measure():
+    from dataclasses import replace
+
+    from netprobe.evidence import ProbeError
+
+    report = ok_report()
+    skipped = make_result("dc-app/trace", address="203.0.113.10", error=ProbeError.PERMISSION,
+                          message="traces need a raw socket")
+    r = replace(report, evidence=replace(report.evidence,
+                                         results=(*report.evidence.results, skipped)))
+    assert r.status == Status.OK  # nothing depended on the trace
+    first = render(r, Format.NAGIOS).splitlines()[0]
+    assert first.startswith("NETPROBE OK - 4/4 components up, 1/1 groups nominal, "
+                            "1 probe not measured | ")
+    assert "not measured" not in render(report, Format.NAGIOS).split(" | ")[0]
