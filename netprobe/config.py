@@ -195,7 +195,10 @@ def _whole(value: Any) -> Any:
     return value
 
 
-# a whole number: strict (no booleans, no text), but 3.0 reads as 3
+# a whole number: strict (no booleans, no text), but 3.0 reads as 3. Where it is
+# optional, the bounds go inside the Annotated, before the validator
+# (`Annotated[int, Field(ge=1), BeforeValidator(_whole)] | None`): elsewhere
+# pydantic writes them to the schema as `ge`/`le`, keywords no validator knows.
 Whole = Annotated[int, BeforeValidator(_whole)]
 Seconds = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 
@@ -312,7 +315,7 @@ class DnsCheck(Frozen):
 
 class TraceCheck(Frozen):
     protocol: Literal["tcp", "udp", "icmp"] = "icmp"
-    port: Whole | None = Field(None, strict=True, ge=1, le=65535)
+    port: Annotated[int, Field(strict=True, ge=1, le=65535), BeforeValidator(_whole)] | None = None
     max_hops: Whole = Field(16, strict=True, ge=1, le=64)
 
 
@@ -451,7 +454,7 @@ class Endpoint(Frozen):
     probes: list[Probe] = Field(default_factory=lambda: [IcmpSpec()], min_length=1)
     backup: Name | None = Field(None, description="another endpoint that serves as this one's backup")
     timeout: Timeout | None = None
-    attempts: Whole | None = Field(None, strict=True, ge=1, le=100)
+    attempts: Annotated[int, Field(strict=True, ge=1, le=100), BeforeValidator(_whole)] | None = None
     tags: Tags = {}
 
     @model_validator(mode="after")

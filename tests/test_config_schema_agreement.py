@@ -128,7 +128,38 @@ CASES = [
     {"version": 1, "devices": {"_x": {"address": "192.0.2.1"}}},
     {"version": 1, "devices": {"x": {"address": "fe80::1%eth0"}}},
     {"version": 1, "devices": {"x": {"address": "01.2.3.4"}}},
+    _endpoint(attempts=0),
+    _endpoint(attempts=101),
+    _endpoint(probes=[{"trace": {"port": 0}}]),
+    _endpoint(probes=[{"trace": {"port": 70000, "max_hops": 65}}]),
 ]
+
+
+def test_the_schema_uses_only_keywords_json_schema_defines():
+    """Every keyword the editor schema holds is one JSON Schema 2020-12 defines (or
+    an annotation): an unknown one (pydantic's `ge`) is silently ignored by editors."""
+    known = {"$schema", "$id", "$defs", "$ref", "title", "description", "default", "type",
+             "properties", "required", "additionalProperties", "propertyNames", "items",
+             "anyOf", "oneOf", "allOf", "not", "if", "then", "const", "enum", "pattern",
+             "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
+             "uniqueItems", "contains", "minContains", "maxContains", "examples"}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                assert key in known, key
+                if key in ("properties", "$defs"):  # a mapping of names to schemas
+                    for sub in value.values():
+                        walk(sub)
+                elif key not in ("default", "examples", "const", "enum"):
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    from netprobe.config import config_json_schema
+
+    walk(config_json_schema())
 
 
 @pytest.mark.parametrize("data", CASES, ids=range(len(CASES)))
@@ -170,3 +201,40 @@ def test_non_ascii_names_pass_check_jsonschema(tmp_path):
         run = subprocess.run([tool, "--schemafile", str(schema), str(config)],
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stdout + run.stderr
+
+
+AJV = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "ajv"
+
+
+@pytest.mark.skipif(not AJV.exists(), reason="ajv-cli not installed (npm ci --prefix .ci/node)")
+def test_ajv_the_javascript_validator_of_editors_agrees(tmp_path):
+    """ajv (strict mode, Unicode regular expressions, as editors run it): the schema
+    holds no keyword it does not know, accepts names in other scripts and the shipped
+    configs, and refuses what the loader refuses."""
+    import subprocess
+    import sys
+
+    schema = tmp_path / "netprobe.schema.json"
+    schema.write_text(subprocess.run(
+        [str(Path(sys.executable).with_name("netprobe")), "schema"], capture_output=True,
+        text=True, timeout=60).stdout, encoding="utf-8")
+    docs = {"good": ("version: 1\ndevices:\n  café-süd: {address: 192.0.2.1}\n"
+                     "  ケーブル: {address: '2001:db8::1'}\n", True),
+            "space": ("version: 1\ndevices:\n  core router: {address: 192.0.2.1}\n", False),
+            "port": ("version: 1\nendpoints:\n  e: {address: 192.0.2.1, probes: [tcp/99999]}\n",
+                     False),
+            "both": ("version: 1\nendpoints:\n  e: {address: 192.0.2.1, host: a.example}\n",
+                     False),
+            "loss": ("version: 1\ndefaults: {thresholds: {loss: {crit: 150%}}}\n", False)}
+    paths = []
+    for name, (text, ok) in docs.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text, encoding="utf-8")
+        paths.append((path, ok))
+    paths += [(config, True) for config in SHIPPED]
+    for path, ok in paths:
+        run = subprocess.run([str(AJV), "validate", "--spec=draft2020", "--allow-union-types",
+                              "-s", str(schema), "-d", str(path)],
+                             capture_output=True, text=True, timeout=60)
+        assert (run.returncode == 0) == ok, (path.name, run.stdout + run.stderr)
+        assert loader_verdict(path)[0] == ok, path.name
