@@ -1313,6 +1313,11 @@ def _add_document_rules(defs: dict[str, Any]) -> None:
     probes["uniqueItems"] = True
     probes["allOf"] = [{"contains": rule, "minContains": 0, "maxContains": 1}
                        for rule in one.values()]
+    # a DNS name: no empty label (a..b, .a), none longer than 63 characters (the
+    # loader asks dnspython, which also counts IDNA and escapes: a name that differs
+    # only there is the loader's to refuse)
+    query = defs["DnsCheck"]["properties"]["query"]
+    query["pattern"] = "^(?:\\.|(?:[^.]{1,63}\\.)*[^.]{1,63}\\.?)$"
     # an A or AAAA probe expects addresses of its family (no type means A)
     defs["DnsCheck"]["allOf"] = [
         {"if": {"properties": {"type": {"const": "A"}}},
