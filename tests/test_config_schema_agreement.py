@@ -5,6 +5,13 @@ configs). What JSON Schema cannot say is the loader's alone and is named here:
   group without lines, two lines with one priority, loops): `netprobe validate`;
 - warn above crit in a threshold (a schema cannot compare two values).
 Documents JSON cannot hold (NaN, non-string keys are fine) are left out.
+
+Edges where the two can still differ, none of which the corpus reaches: a
+timeout in minutes or hours between 1 ms and 0.1 ms of resolution; whitespace
+around an address or probe that Python's str.strip removes and ECMA-262's \\s
+does not (or the other way round); one tcp port listed twice in two spellings
+(tcp/443, tcp/0443); a DNS label whose IDNA form is longer than 63; a numeric
+tag of more than 256 digits.
 """
 
 from __future__ import annotations
