@@ -197,12 +197,7 @@ class Lab:
                     if r == role and cidr:
                         lines.append(f"address add {cidr} dev {ifname}")
             lines += [f"link set {name} up" for name in layout.interfaces_of(role)]
-            for rt in layout.ROUTES:
-                if rt.role == role:
-                    line = f"route replace {rt.dest} via {rt.via}"
-                    line += f" dev {rt.dev}" if rt.dev else ""
-                    line += f" src {rt.src}" if rt.src else ""
-                    lines.append(line)
+            lines += layout.route_commands(role)
             system.ip_batch(self.ns(role), lines)
         system.nft_apply(self.ns("ce"), layout.CE_NAT_RULESET)
 

@@ -177,3 +177,15 @@ def interfaces_of(role: str) -> list[str]:
     names += [v.b_if for v in VETHS if v.b_role == role]
     names += [b.name for b in BRIDGES if b.role == role]
     return names
+
+
+def route_commands(role: str) -> list[str]:
+    """`ip -batch` lines for the static routes of `role` (idempotent: replace)."""
+    lines = []
+    for rt in ROUTES:
+        if rt.role == role:
+            line = f"route replace {rt.dest} via {rt.via}"
+            line += f" dev {rt.dev}" if rt.dev else ""
+            line += f" src {rt.src}" if rt.src else ""
+            lines.append(line)
+    return lines

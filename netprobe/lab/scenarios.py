@@ -104,12 +104,7 @@ def power_on(lab: Lab, role: str) -> None:
     CE's default route belongs to its controller, which puts it back itself)."""
     lines = [f"link set {name} up" for name in layout.interfaces_of(role)]
     if role != "ce":
-        for rt in layout.ROUTES:
-            if rt.role == role:
-                line = f"route replace {rt.dest} via {rt.via}"
-                line += f" dev {rt.dev}" if rt.dev else ""
-                line += f" src {rt.src}" if rt.src else ""
-                lines.append(line)
+        lines += layout.route_commands(role)
     system.ip_batch(lab.ns(role), lines)
 
 
