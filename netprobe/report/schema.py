@@ -107,6 +107,8 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "kind": {"type": "string"},
                     "target": {"type": "string"},
                     "address": _STR_OR_NULL,
+                    # the address family probed; a dual-stack host's IPv6 probe is `ID@ipv6`
+                    "family": {"enum": ["ipv4", "ipv6", None]},
                     "sent": {"type": "integer", "minimum": 0},
                     "received": {"type": "integer", "minimum": 0},
                     # attempts the target answered at all (a RST, a wrong answer too)
