@@ -284,8 +284,9 @@ def check(
         "it counts as failed (random loss must not look like a cut line); 0 disables.")] = 5,
     late_grace: Annotated[str, typer.Option(
         "--late-grace", metavar="DURATION",
-        help="How long an ICMP probe that heard nothing keeps listening for late ICMP errors "
-        "(a router gives up on a dead next hop ~3 s later and says so); 0 disables.")] = "3s",
+        help="How long an ICMP, TCP or DNS probe that heard nothing keeps listening for late "
+        "ICMP errors (a router gives up on a dead next hop ~3 s later and says so); "
+        "0 disables.")] = "3s",
     no_trace: NoTraceOpt = False,
     netns: NetnsOpt = None,
     history: Annotated[Path | None, typer.Option(

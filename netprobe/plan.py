@@ -14,7 +14,7 @@ from netprobe.config import DnsSpec, IcmpSpec, TcpSpec, TraceSpec
 from netprobe.probes.interface import ProbeTask
 from netprobe.topology import Topology, service_name
 
-# How long an ICMP or TCP probe that heard nothing keeps listening for late ICMP
+# How long an ICMP, TCP or DNS probe that heard nothing keeps listening for late ICMP
 # errors: Linux gives up resolving a dead next hop after 3 solicitations 1 s
 # apart, then its "host unreachable" is on the way (routers are alike).
 LATE_ERROR_GRACE_S = 3.0
@@ -27,7 +27,7 @@ class PlanOptions:
     timeout_s: float | None = None
     interval_s: float | None = None
     only: frozenset[str] | None = None  # restrict to these component names
-    late_grace_s: float = LATE_ERROR_GRACE_S  # ICMP and TCP probes: see LATE_ERROR_GRACE_S
+    late_grace_s: float = LATE_ERROR_GRACE_S  # ICMP, TCP, DNS probes: see LATE_ERROR_GRACE_S
 
 
 def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[ProbeTask]:
@@ -79,7 +79,7 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
                 if chk.server:
                     dns_common.update(address=chk.server, host=None)
                 tasks.append(ProbeTask(id=svc, kind="dns", target=svc, port=chk.port, params=params,
-                                       **dns_common))
+                                       late_grace_s=opts.late_grace_s, **dns_common))
             elif isinstance(spec, TraceSpec):
                 tasks.append(_trace_task(name, ep.probes, spec, common))
                 traced = True

@@ -237,6 +237,23 @@ def test_routed_dns_outcomes(routed_lab: RoutedLab) -> None:
 
 
 @pytest.mark.root
+def test_routed_dns_late_unreachable_is_kept_and_stays_a_timeout(routed_lab: RoutedLab) -> None:
+    """The router's next hop is gone: its host-unreachable comes ~3 s late."""
+    L = routed_lab
+    quick, patient = L.run([
+        task(L.DEAD_NEXT_HOP4, 53, timeout_s=0.5),
+        task(L.DEAD_NEXT_HOP4, 53, timeout_s=0.5, late_grace_s=4.5),
+    ])
+    assert quick.error is ProbeError.TIMEOUT and "late_errors" not in quick.detail
+    assert patient.error is ProbeError.TIMEOUT and patient.rtts_ms == ()
+    late = patient.detail["late_errors"]
+    assert {(e["source"], e["type"], e["code"]) for e in late} == {(L.ROUTER4, 3, 1)}
+    assert all(2000 < e["after_ms"] < 5000 for e in late), late
+    assert f"later ICMP host-unreachable from {L.ROUTER4}" in patient.message
+    assert patient.duration_s < 0.5 + 4.0  # each attempt ended at its error
+
+
+@pytest.mark.root
 def test_routed_dns_unreachable_names_the_router(routed_lab: RoutedLab) -> None:
     L = routed_lab
     host4, prohibited6, forged, looping = L.run([

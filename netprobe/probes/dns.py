@@ -38,6 +38,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
+from netprobe.packets import late_text
 from netprobe.probes.interface import ProbeContext, ProbeTask
 from netprobe.probes.tcp import (
     LOCAL_REFUSAL_ERRNOS,
@@ -79,6 +80,7 @@ class Attempt:
     errno_name: str | None = None
     why: str | None = None  # a one-line reason for unusual failures
     notices: tuple[IcmpNotice, ...] = ()  # ICMP errors, with the address that sent them
+    late_errors: tuple[dict, ...] = ()  # ICMP errors after the timeout, with `after_ms`
 
 
 # -- comparing answers with `expect` -------------------------------------------
@@ -185,8 +187,28 @@ class ConnectedUdp(dns.asyncbackend.DatagramSocket):
         return self.sock.getsockname()
 
 
+async def late_icmp_errors(udp: ConnectedUdp, started: float, grace_s: float
+                           ) -> tuple[dict, ...]:
+    """After a timeout: wait up to `grace_s` for an ICMP error on the socket (a
+    router that gave up on a dead next hop answers seconds late)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = udp.sock.fileno()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))  # an error wakes it
+    try:
+        async with asyncio.timeout(grace_s):
+            await ready
+    except TimeoutError:
+        return ()
+    finally:
+        loop.remove_reader(fd)
+    after_ms = round((time.perf_counter() - started) * 1000.0, 1)
+    return tuple({**n.to_json(), "after_ms": after_ms} for n in udp.icmp_errors())
+
+
 async def query_once(query: dns.message.Message, server: str, port: int, timeout_s: float,
-                     rdtype: int, expect: list[str] | None, ctx: ProbeContext) -> Attempt:
+                     rdtype: int, expect: list[str] | None, ctx: ProbeContext,
+                     late_grace_s: float = 0.0) -> Attempt:
     """One query over UDP, then TCP if the answer was truncated."""
     started = time.perf_counter()
     deadline = started + timeout_s
@@ -209,6 +231,10 @@ async def query_once(query: dns.message.Message, server: str, port: int, timeout
                     port=port, backend=dns.asyncbackend.get_backend("asyncio"))
             except OSError as exc:  # the error queue says who sent the ICMP error
                 return _failed(exc, local=False, notices=udp.icmp_errors())
+            except dns.exception.Timeout:  # UDP only: the TCP leg's timeout is caught below
+                late = await late_icmp_errors(udp, started, late_grace_s) \
+                    if late_grace_s > 0 else ()
+                return Attempt(outcome=ProbeError.TIMEOUT.value, late_errors=late)
     except dns.exception.Timeout:
         return Attempt(outcome=ProbeError.TIMEOUT.value, tcp_fallback=tcp_fallback)
     except OSError as exc:
@@ -287,12 +313,17 @@ def summarize(task: ProbeTask, server: str, port: int, attempts: list[Attempt],
         detail["errnos"] = errnos
     if unsent:
         detail["not_sent"] = len(unsent)
+    late = [e for a in attempts for e in a.late_errors]
+    if late and not rtts:
+        detail["late_errors"] = late
     reached = (any(a.outcome in (OK, ProbeError.DNS_ERROR.value, ProbeError.DNS_MISMATCH.value,
                                  ProbeError.REFUSED.value) for a in attempts)
                or any(same_address(n.source, server) for n in notices))
     message = None
     if error is not None:
         message = _message(error, task, server, port, shown, failures[error], len(attempts))
+        if late and not rtts:
+            message = f"{message}; later {late_text(late)}"
     elif failures:
         message = f"{len(attempts) - len(rtts)}/{len(attempts)} queries failed (" + ", ".join(
             f"{n} {o}" for o, n in failures.most_common()) + ")"
@@ -368,7 +399,8 @@ class DnsProbe:
             await asyncio.sleep(max(0.0, t0 + i * task.interval_s - time.monotonic()))
             await ctx.rate.take()
             q = dns.message.make_query(query.question[0].name, rdtype)  # a fresh id each try
-            return await query_once(q, server, port, task.timeout_s, rdtype, expect, ctx)
+            return await query_once(q, server, port, task.timeout_s, rdtype, expect, ctx,
+                                    task.late_grace_s)
 
         attempts = await asyncio.gather(*(attempt(i) for i in range(max(1, task.attempts))))
         return summarize(task, server, port, list(attempts), started_at, time.monotonic() - t0)
