@@ -15,7 +15,8 @@ lies behind that router can explain the failure.
 Redundancy groups in a path are replaced by their active line when the traces
 show it, or when an ICMP error from a line's own hop address does (any probe's,
 late ones included: a rate-limiting router may send no time-exceeded to the
-traces, but its "host unreachable" still says the traffic went through it). When they do not, the group stands for "whichever line carries the
+traces, but its "host unreachable" still says the traffic went through it).
+When they do not, the group stands for "whichever line carries the
 traffic": a success through it proves only that some line works; a failure
 through it is explained by the group itself (a virtual element named after the
 group) or by any of its lines that is not proven up (the traffic may still be

@@ -744,7 +744,8 @@ class IcmpProbe:
             if probe.outstanding > 0:
                 engine.expire_at(probe, loop.time() + timeout_s)
                 await probe.future
-                if not probe.rtts_ms and task.late_grace_s > 0:
+                # only when nothing came back: an error in time already says where
+                if not probe.rtts_ms and not probe.notices and task.late_grace_s > 0:
                     await _late_window(engine, probe, [*(earlier or ()), attempt],
                                        task.late_grace_s)
         finally:
