@@ -93,6 +93,15 @@ def test_both_families_failing_is_one_verdict_not_a_family_finding():
     assert FindingKind.FAMILY_DOWN not in {f.kind for f in d.findings}
 
 
+def test_a_trace_that_stops_short_over_one_family_is_no_finding():
+    trace4 = make_result("web/trace", address="192.0.2.80", sent=1, hops=["192.0.2.1", "192.0.2.80"],
+                         reached=True)
+    trace6 = make_result("web/trace@ipv6", kind="trace", target="web", address="2001:db8::80",
+                         hops=["2001:db8::1", None], reached=False, ok=False, sent=1)
+    d = diagnose(topo(), make_evidence(v4("web/icmp"), v6("web/icmp"), trace4, trace6))
+    assert FindingKind.FAMILY_DOWN not in {f.kind for f in d.findings}
+
+
 def test_split_keeps_one_result_per_planned_probe():
     ev = make_evidence(v4("web/icmp", ok=False), v6("web/icmp"), v4("web/tcp/443"))
     one, pairs = split_families(ev)

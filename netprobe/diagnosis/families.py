@@ -50,6 +50,8 @@ def family_findings(topology: Topology, pairs: list[tuple[ProbeResult, ProbeResu
                     ) -> list[Finding]:
     out: list[Finding] = []
     for a, b in pairs:
+        if a.kind == "trace":  # a trace that stops short blames nobody
+            continue
         if not (a.measured and b.measured) or (a.outcome == Outcome.OK) == (b.outcome == Outcome.OK):
             continue
         good, bad = (a, b) if a.outcome == Outcome.OK else (b, a)
