@@ -149,11 +149,14 @@ def test_unknown_without_traces_says_why(topo):
     assert d.status() == Status.OK  # nothing is wrong; the group is merely unverified
 
 
-def test_unknown_when_traces_stop_at_the_ce(topo):
+def test_traces_stopping_at_the_ce_while_the_lines_answer_are_ambiguous_not_unknown(topo):
     d = diagnose(topo, with_results(topo, stuck_traces(["192.0.2.1", None, None])))
     g = d.group("dc-wan")
-    assert g.verdict == Verdict.UNKNOWN
+    assert g.verdict == Verdict.AMBIGUOUS
+    assert g.candidates == ("leased-a", "broadband-b")
     assert "no trace reached past 192.0.2.1" in g.reason
+    f = next(f for f in d.findings if f.kind == FindingKind.AMBIGUOUS)
+    assert "leased-a or broadband-b" in f.summary and "dc-app, intra-dns" in f.summary
 
 
 def test_unknown_when_traces_could_not_be_measured_is_a_not_measured_finding(topo):

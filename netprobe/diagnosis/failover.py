@@ -355,6 +355,18 @@ def _without_trace(c: _Group, pref: str, standbys: list[str], st: dict[str, Stat
                     f"({silent})",
                     None, [Finding(Severity.WARNING, FindingKind.AMBIGUOUS,
                                    (g.name, *cands), summary, c.evidence)])
+        if c.act.votes and len(cands) > 1:
+            # Traces ran but stopped before any line's router, while the lines'
+            # own hops answer: not unknown, one of these lines.
+            answer = "s" if len(ok_targets) == 1 else ""
+            flows = (f"{names(ok_targets)} behind {g.name} answer{answer}" if ok_targets
+                     else f"nothing behind {g.name} answers")
+            summary = (f"which line of {g.name} carries traffic cannot be told apart: "
+                       f"{either(cands)} ({why}, and no ICMP error came from a line's hop); "
+                       f"{flows}.")
+            return (Verdict.AMBIGUOUS, f"{either(cands)}: cannot be told apart ({why})", None,
+                    [Finding(Severity.WARNING, FindingKind.AMBIGUOUS, (g.name, *cands), summary,
+                             c.evidence)])
         return (Verdict.UNKNOWN, f"{why}; cannot tell which line carries traffic", None,
                 extra + _trace_not_measured(c))
     return (Verdict.UNKNOWN, f"preferred line {pref} is unknown ({c.states[pref].reason})", None,
