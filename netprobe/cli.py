@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 import os
 import sys
@@ -675,8 +676,20 @@ def _mount_subcommands() -> None:
                   "failures and failover drills (root).")
 
 
+def collect_less() -> None:
+    """Let the garbage collector run every 50,000 allocations instead of every 700.
+
+    A command builds its config, plan, evidence and report once, as tens of
+    thousands of objects that live until it exits; with the default threshold
+    the collector walks them again and again (measured at 10,000 endpoints: half
+    of the config load and of the diagnosis). Cyclic garbage is still collected.
+    """
+    gc.set_threshold(50_000, 10, 10)
+
+
 def main() -> None:
     """Entry point. Usage errors exit 3 (UNKNOWN), not click's 2, which here means CRITICAL."""
+    collect_less()
     with contextlib.suppress(ImportError):
         _mount_subcommands()
     try:

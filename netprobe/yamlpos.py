@@ -19,7 +19,7 @@ recursive composer and constructor, because configs are untrusted input:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import yaml
@@ -73,22 +73,29 @@ def _mark(yaml_mark: Any) -> Mark:
     return Mark(yaml_mark.line + 1, yaml_mark.column + 1)
 
 
-@dataclass(eq=False, slots=True)  # slots: a 2 MB file may hold 250,000 of these
+_NO_ENTRIES: dict[Any, Any] = {}  # shared by scalars and sequences; never written to
+_NO_ITEMS: list[Any] = []
+
+
 class YNode:
     """One value in the document and where it starts.
 
     `entries` (mappings) maps each key to (where the key is, the value's node);
     `items` (sequences) holds the items' nodes. Aliased values are shared, not
-    copied. `size` and `height` are of the fully expanded value.
+    copied. `size` and `height` are of the fully expanded value. A plain class
+    with slots: a 10,000-endpoint config has 70,000 of them.
     """
 
-    kind: str  # "map" | "seq" | "scalar"
-    mark: Mark
-    entries: dict[Any, tuple[Mark, YNode]] = field(default_factory=dict)
-    items: list[YNode] = field(default_factory=list)
-    source: str | None = None  # a plain scalar's text, when YAML read it as something else
-    size: int = 1
-    height: int = 1
+    __slots__ = ("kind", "mark", "entries", "items", "source", "size", "height")
+
+    def __init__(self, kind: str, mark: Mark) -> None:
+        self.kind = kind  # "map" | "seq" | "scalar"
+        self.mark = mark
+        self.entries: dict[Any, tuple[Mark, YNode]] = {} if kind == "map" else _NO_ENTRIES
+        self.items: list[YNode] = [] if kind == "seq" else _NO_ITEMS
+        self.source: str | None = None  # a plain scalar's text, when YAML read it as something else
+        self.size = 1
+        self.height = 1
 
     def child(self, key: Any) -> tuple[Mark | None, YNode] | None:
         """The child under a location element (a list index or a mapping key)."""
@@ -194,6 +201,7 @@ class _Builder:
         # is enforced as the document grows, so a 2 MB flow sequence of a
         # million items stops at the cap instead of building them all first.
         self.values = 0
+        self.plain_tags: dict[str, str] = {}
 
     def _count(self, n: int, mark: Mark) -> None:
         self.values += n
@@ -213,18 +221,20 @@ class _Builder:
     def _run(self) -> ParsedYaml:
         documents = 0
         result: tuple[YNode, Any] | None = None
+        get_event, feed = self.parser.get_event, self._feed
         while True:
-            event = self.parser.get_event()
-            if isinstance(event, StreamEndEvent):
+            event = get_event()
+            kind = type(event)
+            if kind is StreamEndEvent:
                 break
-            if isinstance(event, DocumentStartEvent):
+            if kind is DocumentStartEvent:
                 documents += 1
                 if documents > 1:
                     raise YamlError(_mark(event.start_mark),
                                     "only one YAML document per file (a second one starts here)")
                 self.anchors.clear()
                 continue
-            done = self._feed(event)
+            done = feed(event, kind)
             if done is not None:
                 result = done
         if result is None:
@@ -244,14 +254,16 @@ class _Builder:
             return (*top.path, top.pending_key[0])
         return (*top.path, "<key>")
 
-    def _feed(self, event: Any) -> tuple[YNode, Any] | None:
+    def _feed(self, event: Any, kind: type) -> tuple[YNode, Any] | None:
         """Handle one event; return the document's (node, data) when it completes."""
-        if isinstance(event, ScalarEvent):
-            node, data = self._scalar(event)
+        if kind is ScalarEvent:
+            tag = self._scalar_tag(event)
+            node, data = self._scalar(event, tag)
             self._count(1, node.mark)
-            self._remember(event.anchor, node, data)
-            return self._add(node, data, event)
-        if isinstance(event, AliasEvent):
+            if event.anchor:
+                self.anchors[event.anchor] = (node, data)
+            return self._add(node, data, tag == MERGE)
+        if kind is AliasEvent:
             mark = _mark(event.start_mark)
             if event.anchor in self.open_anchors:
                 raise YamlError(mark, f"alias *{event.anchor} refers to a collection that contains it")
@@ -261,12 +273,12 @@ class _Builder:
             if len(self.stack) + node.height > MAX_DEPTH:
                 raise YamlError(mark, f"alias *{event.anchor} nests the document deeper than {MAX_DEPTH} levels")
             self._count(node.size, mark)
-            return self._add(node, data, event)
-        if isinstance(event, SequenceStartEvent | MappingStartEvent):
+            return self._add(node, data, False)
+        if kind is SequenceStartEvent or kind is MappingStartEvent:
             mark = _mark(event.start_mark)
             if len(self.stack) >= MAX_DEPTH:
                 raise YamlError(mark, f"nested deeper than {MAX_DEPTH} levels")
-            is_map = isinstance(event, MappingStartEvent)
+            is_map = kind is MappingStartEvent
             self._count(1, mark)
             path = self._path_here()
             self._check_tag(event.tag, MAP if is_map else SEQ, mark, path)
@@ -276,7 +288,7 @@ class _Builder:
                 self.open_anchors.add(event.anchor)
             self.stack.append(frame)
             return None
-        if isinstance(event, SequenceEndEvent | MappingEndEvent):
+        if kind is SequenceEndEvent or kind is MappingEndEvent:
             frame = self.stack.pop()
             node = frame.node
             if node.kind == "map":
@@ -290,14 +302,15 @@ class _Builder:
             if frame.anchor:
                 self.open_anchors.discard(frame.anchor)
                 self._remember(frame.anchor, node, frame.data)
-            return self._add(node, frame.data, event)
+            return self._add(node, frame.data, False)
         return None  # stream/document ends carry nothing
 
     def _remember(self, anchor: str | None, node: YNode, data: Any) -> None:
         if anchor:
             self.anchors[anchor] = (node, data)
 
-    def _add(self, node: YNode, data: Any, event: Any) -> tuple[YNode, Any] | None:
+    def _add(self, node: YNode, data: Any, is_merge: bool) -> tuple[YNode, Any] | None:
+        """Put a finished value into the collection being built; `is_merge`: a `<<` scalar."""
         if not self.stack:
             return node, data
         top = self.stack[-1]
@@ -306,7 +319,6 @@ class _Builder:
             top.data.append(data)
             return None
         if top.pending_key is None:  # this value is a key
-            is_merge = isinstance(event, ScalarEvent) and self._scalar_tag(event) == MERGE
             if node.kind != "scalar":
                 data = f"<complex key at {node.mark}>"
                 self.problems.append(YamlProblem(node.mark, (*top.path, data),
@@ -358,7 +370,15 @@ class _Builder:
 
     def _scalar_tag(self, event: ScalarEvent) -> str:
         if event.tag is None or event.tag == "!":
-            return _resolver.resolve(ScalarNode, event.value, event.implicit)
+            if not event.implicit[0]:  # quoted or block text: what the resolver says too
+                return STR
+            # a plain scalar's tag depends on its text alone; keys and values like
+            # `address` or `icmp` repeat thousands of times, and the regexes are slow
+            value = event.value
+            tag = self.plain_tags.get(value)
+            if tag is None:
+                tag = self.plain_tags[value] = _resolver.resolve(ScalarNode, value, event.implicit)
+            return tag
         return event.tag
 
     def _check_tag(self, tag: str | None, default: str, mark: Mark, path: tuple[Any, ...]) -> None:
@@ -368,10 +388,9 @@ class _Builder:
                             "a config holds plain values only (strings, numbers, lists, mappings)",
                 replaced=True))
 
-    def _scalar(self, event: ScalarEvent) -> tuple[YNode, Any]:
+    def _scalar(self, event: ScalarEvent, tag: str) -> tuple[YNode, Any]:
         mark = _mark(event.start_mark)
         text = event.value
-        tag = self._scalar_tag(event)
         node = YNode("scalar", mark)
         try:
             if tag in (STR, TIMESTAMP, VALUE, MERGE):  # dates and '=' stay text: no field wants them
