@@ -10,6 +10,7 @@ this module never imports rich.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import gc
@@ -262,7 +263,6 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     soft_fds = raise_fd_limit(min(opts.concurrency, len(runnable)) * per_task + fd_reserve)
     concurrency = max(1, min(opts.concurrency, (soft_fds - fd_reserve) // per_task))
     ctx = ProbeContext(RateLimiter(opts.rate_pps))
-    semaphore = asyncio.Semaphore(concurrency)
     in_force = dataclasses.replace(opts, concurrency=concurrency)  # what budgets must assume
     deadline_s = opts.deadline_s or default_deadline_s(runnable, in_force)
 
@@ -286,25 +286,24 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             return merge_confirmation(result, again)
         return result
 
-    async def guarded(t: ProbeTask, batch_done: asyncio.Event, left: list[int]) -> None:
-        try:
-            if unbounded:  # no semaphore to pass: at 10,000 probes it is measurable
+    async def worker(queue: collections.deque[ProbeTask], batch_done: asyncio.Event,
+                     left: list[int]) -> None:
+        # `concurrency` workers share one queue, so at most that many probes are in
+        # flight; a probe's confirmation round runs in the same slot. (An
+        # asyncio.Semaphore with 9,000 waiters costs 0.3 s at 10,000 probes: each
+        # release scans the waiters that were already woken.)
+        while queue:
+            t = queue.popleft()
+            try:
                 result = await measure(t)
                 if result.error is not None:
                     result = await confirm(t, result)
-            else:
-                async with semaphore:
-                    result = await measure(t)
-                if result.error is not None:
-                    async with semaphore:
-                        result = await confirm(t, result)
-            settle(result)
-        finally:
-            left[0] -= 1
-            if left[0] == 0:
-                batch_done.set()
+                settle(result)
+            finally:
+                left[0] -= 1
+                if left[0] == 0:
+                    batch_done.set()
 
-    unbounded = concurrency >= len(runnable)  # no semaphore to pass when all fit
     interrupted = False
     pending: list[asyncio.Task] = []
     stop_wait = asyncio.ensure_future(stop.wait()) if stop else None
@@ -314,7 +313,9 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
         # with scapy, and doing that while RTTs are measured would inflate them.
         for phase, batch in by_phase(runnable):
             batch_done, left = asyncio.Event(), [len(batch)]
-            batch_tasks = [asyncio.create_task(guarded(t, batch_done, left)) for t in batch]
+            queue = collections.deque(batch)
+            batch_tasks = [asyncio.create_task(worker(queue, batch_done, left))
+                           for _ in range(min(concurrency, len(batch)))]
             pending += batch_tasks
             # Wait on two futures (all done, or stopped), not on every task:
             # asyncio.wait re-registers on each pending task at every wakeup.
@@ -332,7 +333,7 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             if interrupted or time.monotonic() >= end:
                 break
             if not batch_done.is_set():  # a probe overran its budget: a bug, not the network
-                for task in batch_tasks:  # free their sockets and semaphore for the next phase
+                for task in batch_tasks:  # free their sockets for the next phase
                     task.cancel()
                 await asyncio.gather(*batch_tasks, return_exceptions=True)
                 for t in batch:
