@@ -4,7 +4,8 @@
 
 Calls the same pipeline functions, with the same options, as
 `netprobe check CONFIG -f json --no-trace` (the CLI is only the glue between
-them) and prints one JSON object with the seconds each stage took, the
+them; the static audit and the topology's JSON are made while the probes wait,
+so they count in `probe`) and prints one JSON object with the seconds each stage took, the
 process's peak RSS and the number of probes. `check_sweep.py` runs it inside
 its lab's source namespace, so the probes reach only the lab's addresses.
 """
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     from netprobe.cli import collect_less
     from netprobe.config import load_topology
-    from netprobe.diagnosis import diagnose
+    from netprobe.diagnosis import diagnose, static_audit
     from netprobe.diagnosis.model import Severity
     from netprobe.executor import RunOptions, run
     from netprobe.plan import PlanOptions, build_plan
@@ -49,13 +50,19 @@ def main(argv: list[str]) -> int:
     t = timed("load", t)
     tasks = build_plan(topology, PlanOptions(traces=False))
     t = timed("plan", t)
+    prepared = {}
+
+    def prepare() -> None:  # as `netprobe check` does, while the probes wait for replies
+        prepared["static"] = static_audit(topology)
+        prepared["topology"] = topology.to_json()
+
     evidence = run(tasks, RunOptions(concurrency=args.concurrency, rate_pps=args.rate,
-                                     confirm_attempts=args.confirm))
+                                     confirm_attempts=args.confirm), while_waiting=prepare)
     t = timed("probe", t)
-    diagnosis = diagnose(topology, evidence)
+    diagnosis = diagnose(topology, evidence, prepared["static"])
     t = timed("diagnose", t)
     report = build_report(topology.vantage, args.config, evidence, diagnosis, Severity.WARNING,
-                          thresholds=topology.thresholds, topology=topology.to_json())
+                          thresholds=topology.thresholds, topology=prepared["topology"])
     text = render(report, Format.JSON)
     timed("render", t)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dead-fraction", type=float, default=0.1)
     parser.add_argument("--timeout-ms", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--parts", default="sweep,startup,stages,mixed",
+                        help="which parts to run, comma-separated")
     parser.add_argument("--netprobe-arg", action="append", default=[],
                         help="an extra argument for netprobe check (repeatable)")
     args = parser.parse_args(argv)
@@ -265,10 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         # an installed netprobe runs from compiled bytecode: let it be cached
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-        sweep(src, tmp, env, sizes, args)
-        startup(tmp, env, sorted(set(sizes)), args)
-        stages(src, tmp, env, stage_sizes, args)
-        if args.mixed:
+        parts = set(args.parts.split(","))
+        if "sweep" in parts:
+            sweep(src, tmp, env, sizes, args)
+        if "startup" in parts:
+            startup(tmp, env, sorted(set(sizes)), args)
+        if "stages" in parts:
+            stages(src, tmp, env, stage_sizes, args)
+        if "mixed" in parts and args.mixed:
             mixed(src, src.replace("-src", "-tgt"), tmp, env, args.mixed, args)
     return 0
 

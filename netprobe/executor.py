@@ -206,11 +206,20 @@ async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float
 
 async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
                    progress: Progress | None = None,
-                   stop: asyncio.Event | None = None) -> Evidence:
+                   stop: asyncio.Event | None = None,
+                   while_waiting: Callable[[], object] | None = None) -> Evidence:
     """Run every task; always return evidence for every task, in plan order.
 
     `stop` (set by a Ctrl-C handler) ends the run early: what was measured is
     kept and the rest is marked skipped, and the evidence says `interrupted`.
+
+    `while_waiting` is work that does not depend on the results (the static
+    audit, say). It runs once, in a thread, as soon as every probe of the first
+    phase has been started, so it fills the time the probes spend waiting for
+    replies and timeouts instead of adding to the run; it has finished (or
+    raised) when this returns. Replies are still read promptly: a thread
+    yields the interpreter every few milliseconds, the reply socket buffers
+    tens of thousands of packets, and RTTs come from kernel timestamps.
     """
     opts = options or RunOptions()
     progress = progress or NullProgress()
@@ -286,6 +295,13 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             return merge_confirmation(result, again)
         return result
 
+    loop = asyncio.get_running_loop()
+    side_job: list[asyncio.Future] = []
+
+    def start_side_job() -> None:
+        if while_waiting is not None and not side_job:
+            side_job.append(loop.run_in_executor(None, while_waiting))
+
     async def worker(queue: collections.deque[ProbeTask], batch_done: asyncio.Event,
                      left: list[int]) -> None:
         # `concurrency` workers share one queue, so at most that many probes are in
@@ -294,6 +310,8 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
         # release scans the waiters that were already woken.)
         while queue:
             t = queue.popleft()
+            if not queue:  # the last probe to start: after its send (this step), begin the side job
+                loop.call_soon(start_side_job)
             try:
                 result = await measure(t)
                 if result.error is not None:
@@ -352,6 +370,10 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             await asyncio.gather(stop_wait, return_exceptions=True)
         await ctx.aclose()
 
+    start_side_job()  # if no probe ran at all
+    if side_job:
+        await side_job[0]
+
     why_skipped = "run interrupted before this probe finished" if interrupted else \
         f"run deadline of {deadline_s:.1f} s reached before this probe finished"
     for t in runnable:
@@ -400,11 +422,13 @@ def _wake_on_signal(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
 def run(tasks: list[ProbeTask], options: RunOptions | None = None,
         progress: Progress | None = None,
         on_interrupt: Callable[[], None] | None = None,
-        stop_source: StopSource | None = None) -> Evidence:
+        stop_source: StopSource | None = None,
+        while_waiting: Callable[[], object] | None = None) -> Evidence:
     """The one `asyncio.run`: a stop keeps what was measured.
 
     With `stop_source` (the CLI's signal guard) the run stops when it says so;
-    without, Ctrl-C stops it and `on_interrupt` is told.
+    without, Ctrl-C stops it and `on_interrupt` is told. `while_waiting`: see
+    `run_plan`.
     """
 
     async def main() -> Evidence:
@@ -421,13 +445,13 @@ def run(tasks: list[ProbeTask], options: RunOptions | None = None,
                 # the handler runs between this thread's bytecodes: hand over safely
                 stop_source.attach(lambda: loop.call_soon_threadsafe(stop.set))
                 try:
-                    return await run_plan(tasks, options, progress, stop)
+                    return await run_plan(tasks, options, progress, stop, while_waiting)
                 finally:
                     stop_source.detach()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, interrupted)
         try:
-            return await run_plan(tasks, options, progress, stop)
+            return await run_plan(tasks, options, progress, stop, while_waiting)
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)

@@ -198,6 +198,8 @@ def _bottom_up(topology: Topology, start: str, combine: Callable[[str, list[T]],
     Its own stack, so a chain of thousands of devices cannot reach the
     recursion limit; a loop (which the loader refuses) counts as nothing.
     """
+    if start in memo:  # most calls, once the shared paths are done
+        return memo[start]
     stack: list[tuple[str, bool]] = [(start, False)]
     visiting: set[str] = set()
     while stack:
