@@ -369,8 +369,8 @@ def validate(
     from netprobe.ui import stdout_console
 
     topology = load_topology(str(config))
-    findings = audit(topology)
     tasks = build_plan(topology)
+    findings = audit(topology, tasks)
     status = Diagnosis(components=(), groups=(), findings=tuple(findings)).status(static=True)
     cfg = topology.config
     counts = {"devices": len(cfg.devices), "lines": len(cfg.lines), "groups": len(topology.groups),
