@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
-    from netprobe.cli import collect_less
+    from netprobe.cli import collect_less, keep_until_exit
     from netprobe.config import load_topology
     from netprobe.diagnosis import diagnose, static_audit
     from netprobe.diagnosis.model import Severity
@@ -49,6 +49,7 @@ def main(argv: list[str]) -> int:
     topology = load_topology(args.config)
     t = timed("load", t)
     tasks = build_plan(topology, PlanOptions(traces=False))
+    keep_until_exit()  # as `netprobe check` does between its stages
     t = timed("plan", t)
     prepared = {}
 
@@ -58,8 +59,10 @@ def main(argv: list[str]) -> int:
 
     evidence = run(tasks, RunOptions(concurrency=args.concurrency, rate_pps=args.rate,
                                      confirm_attempts=args.confirm), while_waiting=prepare)
+    keep_until_exit()
     t = timed("probe", t)
     diagnosis = diagnose(topology, evidence, prepared["static"])
+    keep_until_exit()
     t = timed("diagnose", t)
     report = build_report(topology.vantage, args.config, evidence, diagnosis, Severity.WARNING,
                           thresholds=topology.thresholds, topology=prepared["topology"])

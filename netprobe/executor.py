@@ -459,8 +459,11 @@ def run(tasks: list[ProbeTask], options: RunOptions | None = None,
     # Everything built so far (config, topology, plan) lives for the whole run:
     # move it out of the collector's sight, so collections during the run only
     # walk the probes' own objects (measured: -0.1 s at 10,000 targets).
+    # A caller that froze objects itself (the CLI, at each stage) keeps them frozen.
+    caller_froze = gc.get_freeze_count() > 0
     gc.freeze()
     try:
         return asyncio.run(main())
     finally:
-        gc.unfreeze()
+        if not caller_froze:
+            gc.unfreeze()
