@@ -1,13 +1,14 @@
 """Time each stage of `netprobe check` in one process: load, plan, probe, diagnose, render.
 
-    check_stages.py CONFIG [--confirm N] [--rate PPS] [--concurrency N]
+    check_stages.py CONFIG [--confirm N] [--rate PPS] [--concurrency N] [--late-grace S]
 
-Calls the same pipeline functions, with the same options, as
-`netprobe check CONFIG -f json --no-trace` (the CLI is only the glue between
-them; the static audit and the topology's JSON are made while the probes wait,
-so they count in `probe`) and prints one JSON object with the seconds each stage took, the
-process's peak RSS and the number of probes. `check_sweep.py` runs it inside
-its lab's source namespace, so the probes reach only the lab's addresses.
+Calls the same pipeline functions as `netprobe check CONFIG -f json --no-trace`
+(the CLI is only the glue between them), by default with fping's work
+(`--confirm 0 --rate 0 --late-grace 0`), and prints one JSON object with the
+seconds each stage took, the process's peak RSS and the number of probes. The
+static audit and the topology's JSON are made while the probes wait, so they
+count in `probe`. `check_sweep.py` runs it inside its lab's source namespace,
+so the probes reach only the lab's addresses.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--confirm", type=int, default=0)
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--concurrency", type=int, default=1000)
+    parser.add_argument("--late-grace", type=float, default=0.0)
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -48,7 +50,7 @@ def main(argv: list[str]) -> int:
     t = time.perf_counter()
     topology = load_topology(args.config)
     t = timed("load", t)
-    tasks = build_plan(topology, PlanOptions(traces=False))
+    tasks = build_plan(topology, PlanOptions(traces=False, late_grace_s=args.late_grace))
     keep_until_exit()  # as `netprobe check` does between its stages
     t = timed("plan", t)
     prepared = {}

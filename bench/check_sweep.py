@@ -11,7 +11,7 @@ error or Ctrl-C. No packet leaves them.
 
 Four parts, each in the same run as its peer tools:
 
-1. sweep: `netprobe check CONFIG -f json --confirm 0 --rate 0 --no-trace`
+1. sweep: `netprobe check CONFIG -f json --confirm 0 --rate 0 --late-grace 0 --no-trace`
    (one endpoint per target, one attempt, the timeout) against
    `fping -i0 -r0 -t TIMEOUT`, each as its own process, alternating, `--repeat`
    times; wall clock, CPU, peak RSS, targets classified right, ratio to fping.
@@ -19,8 +19,8 @@ Four parts, each in the same run as its peer tools:
 3. stages: `check_stages.py` times load, plan, probe, diagnose and render in one
    process at each `--stages` size (median of `--repeat`), to show each is linear.
 4. mixed: N endpoints with icmp, tcp/443 and dns each (a TCP listener and a DNS
-   server per address in the target namespace), `--confirm 0` and the default
-   confirmation round, against fping, `nmap -sT -p443` and `dnsperf` over the
+   server per address in the target namespace), with fping's settings and with
+   the defaults (confirmation round, rate limit, late-error window), against fping, `nmap -sT -p443` and `dnsperf` over the
    same targets; errors on live targets counted for each tool.
 """
 
@@ -44,6 +44,9 @@ from icmp_sweep import Sample, correct_ratio, lab, make_targets, measure  # noqa
 _SCRIPT = Path(sys.executable).with_name("netprobe")  # the installed command, as users run it
 NETPROBE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "netprobe"]
 STAGES = ("load", "plan", "probe", "diagnose", "render")
+# fping -i0 -r0's work: one try, no pacing, no second round, no listening for late
+# ICMP errors after the timeout (netprobe's default --late-grace 3s), no traces
+SAME_AS_FPING = ["--confirm", "0", "--rate", "0", "--late-grace", "0", "--no-trace"]
 DNS_NAME, DNS_ANSWER = "www.bench.example", "198.18.0.1"
 
 
@@ -85,8 +88,8 @@ def sweep(src: str, tmp: Path, env: dict[str, str], sizes: list[int], args: argp
         write_config(cfg, targets, args.timeout_ms)
         targets_file.write_text("".join(f"{t}\n" for t in targets))
         tools = {
-            "netprobe": ([*NETPROBE, "check", str(cfg), "-f", "json", "--confirm", "0", "--rate", "0",
-                          "--no-trace", *args.netprobe_arg], netprobe_alive, (0, 1, 2, 3)),
+            "netprobe": ([*NETPROBE, "check", str(cfg), "-f", "json", *SAME_AS_FPING,
+                          *args.netprobe_arg], netprobe_alive, (0, 1, 2, 3)),
             "fping": (["fping", "-i0", "-r0", f"-t{args.timeout_ms}", "-f", str(targets_file)],
                       None, (0, 1)),
         }
@@ -176,8 +179,8 @@ def mixed(src: str, tgt: str, tmp: Path, env: dict[str, str], n: int, args: argp
               f"{args.timeout_ms} ms, median of {args.repeat} (min)\n")
         runs: dict[str, list[tuple[float, str]]] = {}
         cmds = {
-            "netprobe --confirm 0": [*NETPROBE, "check", str(cfg), "-f", "json", "--confirm", "0",
-                                     "--rate", "0", "--no-trace", *args.netprobe_arg],
+            "netprobe --confirm 0": [*NETPROBE, "check", str(cfg), "-f", "json", *SAME_AS_FPING,
+                                     *args.netprobe_arg],
             "netprobe (defaults)": [*NETPROBE, "check", str(cfg), "-f", "json"],
             "fping (icmp)": ["fping", "-i0", "-r0", f"-t{args.timeout_ms}", "-f", str(targets_file)],
             "nmap -sT (tcp/443)": ["nmap", "-n", "-Pn", "-sT", "-p443", "--max-retries", "0",
