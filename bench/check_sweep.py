@@ -179,7 +179,7 @@ def mixed(src: str, tgt: str, tmp: Path, env: dict[str, str], n: int, args: argp
               f"{args.timeout_ms} ms, median of {args.repeat} (min)\n")
         runs: dict[str, list[tuple[float, str]]] = {}
         cmds = {
-            "netprobe --confirm 0": [*NETPROBE, "check", str(cfg), "-f", "json", *SAME_AS_FPING,
+            "netprobe (fping work)": [*NETPROBE, "check", str(cfg), "-f", "json", *SAME_AS_FPING,
                                      *args.netprobe_arg],
             "netprobe (defaults)": [*NETPROBE, "check", str(cfg), "-f", "json"],
             "fping (icmp)": ["fping", "-i0", "-r0", f"-t{args.timeout_ms}", "-f", str(targets_file)],
