@@ -719,6 +719,7 @@ def keep_until_exit() -> None:
 def main() -> None:
     """Entry point. Usage errors exit 3 (UNKNOWN), not click's 2, which here means CRITICAL."""
     collect_less()
+    _state["quick_exit"] = False
     # the lab's commands cost 11 ms to import: skip them when another command runs
     words = [a for a in sys.argv[1:] if not a.startswith("-")]
     own = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
@@ -748,6 +749,6 @@ def _exit_now(code: int) -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except OSError:
+    except (OSError, ValueError):  # a closed pipe or file
         return
     os._exit(code)
