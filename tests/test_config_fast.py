@@ -95,6 +95,9 @@ def test_shipped_configs_take_the_fast_path_to_the_same_config(path):
     "version: 1\nendpoints:\n  a: {address: 192.0.2.1, path: [nowhere]}\n",  # cross-check
     "version: 1\nendpoints:\n  a: {address: 192.0.2.300}\n",                   # schema
     "version: 2\n",
+    "version: true\nendpoints:\n  a: {address: 192.0.2.1}\n",                  # not the number 1
+    'version: 1\nendpoints:\n  "a\\e[31m": {address: 192.0.2.1}\n',            # a control character
+    "version: 1\nendpoints:\n  a: {address: 192.0.2.1, host: a.example}\n",    # address and host
 ])
 def test_a_problem_is_reported_by_the_full_reader_with_its_position(tmp_path, text):
     assert _load_plain(text) is None
