@@ -108,6 +108,11 @@ def _late_errors(*results: ProbeResult) -> dict:
     return {"late_errors": late} if late else {}
 
 
+def rtt_from_kernel(kind: str) -> bool:
+    """Whether a kind's RTTs are kernel timestamps (see Probe.rtt_from_kernel)."""
+    return bool(getattr(get_probe(kind), "rtt_from_kernel", False))
+
+
 def probe_phase(kind: str) -> int:
     """Order of a probe kind in the run: measuring probes (0) before path discovery (1)."""
     return int(getattr(get_probe(kind), "phase", 0))
@@ -214,12 +219,14 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     kept and the rest is marked skipped, and the evidence says `interrupted`.
 
     `while_waiting` is work that does not depend on the results (the static
-    audit, say). It runs once, in a thread, as soon as every probe of the first
-    phase has been started, so it fills the time the probes spend waiting for
-    replies and timeouts instead of adding to the run; it has finished (or
-    raised) when this returns. Replies are still read promptly: a thread
-    yields the interpreter every few milliseconds, the reply socket buffers
-    tens of thousands of packets, and RTTs come from kernel timestamps.
+    audit, say). It runs once, in a thread, and has finished (or raised) when
+    this returns. When every probe of the first phase takes its RTTs from the
+    kernel's timestamps (ICMP), it starts as soon as all of them have been
+    sent, and fills the time they spend waiting for replies and timeouts
+    instead of adding to the run; the replies queue in the socket meanwhile,
+    and the thread yields the interpreter every few milliseconds. Otherwise
+    (TCP, DNS: RTTs timed when the loop runs a callback, which a busy thread
+    would delay) it runs after the probes.
     """
     opts = options or RunOptions()
     progress = progress or NullProgress()
@@ -303,14 +310,14 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             side_job.append(loop.run_in_executor(None, while_waiting))
 
     async def worker(queue: collections.deque[ProbeTask], batch_done: asyncio.Event,
-                     left: list[int]) -> None:
+                     left: list[int], overlap: bool) -> None:
         # `concurrency` workers share one queue, so at most that many probes are in
         # flight; a probe's confirmation round runs in the same slot. (An
         # asyncio.Semaphore with 9,000 waiters costs 0.3 s at 10,000 probes: each
         # release scans the waiters that were already woken.)
         while queue:
             t = queue.popleft()
-            if not queue:  # the last probe to start: after its send (this step), begin the side job
+            if not queue and overlap:  # the last probe: after its send (this step), the side job
                 loop.call_soon(start_side_job)
             try:
                 result = await measure(t)
@@ -329,10 +336,11 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     try:
         # Phases run one after the other: path discovery (traces) builds packets
         # with scapy, and doing that while RTTs are measured would inflate them.
-        for phase, batch in by_phase(runnable):
+        for i, (phase, batch) in enumerate(by_phase(runnable)):
             batch_done, left = asyncio.Event(), [len(batch)]
             queue = collections.deque(batch)
-            batch_tasks = [asyncio.create_task(worker(queue, batch_done, left))
+            overlap = i == 0 and all(rtt_from_kernel(kind) for kind in {t.kind for t in batch})
+            batch_tasks = [asyncio.create_task(worker(queue, batch_done, left, overlap))
                            for _ in range(min(concurrency, len(batch)))]
             pending += batch_tasks
             # Wait on two futures (all done, or stopped), not on every task:
@@ -370,7 +378,7 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             await asyncio.gather(stop_wait, return_exceptions=True)
         await ctx.aclose()
 
-    start_side_job()  # if no probe ran at all
+    start_side_job()  # after the probes, if it could not run while they waited
     if side_job:
         await side_job[0]
 

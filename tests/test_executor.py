@@ -265,8 +265,9 @@ print(ev.results[0].error)
     assert time.monotonic() - t0 < 10
 
 
-def test_work_while_waiting_runs_once_during_the_wait_and_is_done_on_return():
+def test_work_while_waiting_runs_once_during_the_wait_and_is_done_on_return(monkeypatch):
     # 20 probes that each wait 0.3 s: the side job must start long before they end
+    monkeypatch.setattr(_BehaviourProbe, "rtt_from_kernel", True, raising=False)
     tasks = [task(f"w{i}", sleep_s=0.3) for i in range(20)]
     marks: list[tuple[str, float]] = []
 
@@ -291,3 +292,25 @@ def test_work_while_waiting_runs_even_without_probes():
     ran = []
     asyncio.run(run_plan([], while_waiting=lambda: ran.append(1)))
     assert ran == [1]
+
+
+def test_work_while_waiting_waits_for_probes_whose_rtt_a_busy_thread_would_inflate():
+    # a kind without kernel timestamps (TCP, DNS): the side job runs after them
+    tasks = [task(f"w{i}", sleep_s=0.2) for i in range(5)]
+    finished: list[float] = []
+    started: list[float] = []
+
+    class Progress:
+        def start(self, total):
+            pass
+
+        def advance(self, result):
+            finished.append(time.monotonic())
+
+        def finish(self):
+            pass
+
+    asyncio.run(run_plan(tasks, RunOptions(confirm_attempts=0), Progress(),
+                         while_waiting=lambda: started.append(time.monotonic())))
+    assert len(started) == 1 and len(finished) == 5
+    assert started[0] >= max(finished)
