@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 NP     := $(BIN)/netprobe
 
-.PHONY: install lock deps-check test test-fast lint demo demo-local lab-up lab-down bench bench-icmp bench-history clean
+.PHONY: install lock deps-check test test-fast lint demo demo-local lab-up lab-down bench bench-check bench-icmp bench-history clean
 
 install: $(BIN)/netprobe
 
@@ -59,7 +59,13 @@ lab-up: install
 lab-down: install
 	$(NP) lab down
 
-bench: bench-icmp bench-history
+bench: bench-check bench-icmp bench-history
+
+# The whole `netprobe check` process against fping, nmap and dnsperf in a namespace
+# lab (root; apt-get install -y fping nmap dnsperf time), with the time of each stage
+# at 1,000, 10,000 and 50,000 endpoints.
+bench-check: install
+	$(BIN)/python bench/check_sweep.py --n 1000 --n 10000 --stages 1000 --stages 10000 --stages 50000
 
 bench-icmp: install
 	$(BIN)/python bench/icmp_sweep.py --n 1000 --n 10000

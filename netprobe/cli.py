@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 import os
 import sys
@@ -20,7 +21,9 @@ import typer
 from netprobe.errors import NetprobeError
 
 EXIT_UNKNOWN = 3
-_state = {"command_ran": False}  # tells a usage error (exit 2 from the parser) from CRITICAL
+# command_ran tells a usage error (exit 2 from the parser) from CRITICAL;
+# quick_exit: the command wrote everything and holds nothing that needs closing
+_state = {"command_ran": False, "quick_exit": False}
 
 app = typer.Typer(
     name="netprobe",
@@ -297,9 +300,10 @@ def check(
 ) -> None:
     """Probe once, diagnose, report: the main job."""
     from netprobe.config import load_topology
-    from netprobe.diagnosis import diagnose
+    from netprobe.diagnosis import diagnose, preload, static_audit
     from netprobe.executor import RunOptions, run
     from netprobe.plan import PlanOptions, build_plan
+    from netprobe.report import Format, renderer
     from netprobe.report.model import build_report
     from netprobe.signals import guard as signal_guard
     from netprobe.ui import RichProgress, stderr_console
@@ -319,21 +323,36 @@ def check(
         _parse_seconds(late_grace, "--late-grace")
     tasks = build_plan(topology, PlanOptions(traces=not no_trace, attempts=attempts,
                                              timeout_s=timeout_s, late_grace_s=late_grace_s))
-    err = stderr_console()
+    keep_until_exit()
 
     def on_signal(name: str) -> None:
-        err.print(f"netprobe: interrupted by {name}; reporting what was measured", markup=False)
+        stderr_console().print(f"netprobe: interrupted by {name}; reporting what was measured",
+                               markup=False)
+
+    prepared: dict[str, Any] = {}
+
+    def prepare() -> None:
+        """What needs no results, done while the probes wait for replies (0.1 s at 10,000)."""
+        preload()  # imports, off the critical path
+        renderer(Format(fmt))
+        prepared["static"] = static_audit(topology)
+        prepared["topology"] = topology.to_json()
 
     guard = signal_guard()
     guard.defer(on_signal)  # probing begins: from here on a signal costs no measurement
     evidence = run(tasks, RunOptions(concurrency=concurrency, rate_pps=rate, deadline_s=deadline_s,
                                      confirm_attempts=confirm),
-                   progress=None if quiet else RichProgress(err), stop_source=guard)
-    diagnosis = diagnose(topology, evidence)
+                   progress=None if quiet else RichProgress(stderr_console), stop_source=guard,
+                   while_waiting=prepare)
+    keep_until_exit()
+    diagnosis = diagnose(topology, evidence, prepared["static"])
+    keep_until_exit()
     report = build_report(topology.vantage, str(config), evidence, diagnosis, severity,
-                          thresholds=topology.thresholds, topology=topology.to_json(),
+                          thresholds=topology.thresholds, topology=prepared["topology"],
                           interrupted_by=guard.received)
-    raise typer.Exit(_emit(report, fmt, outputs, quiet, verbose, history))
+    code = _emit(report, fmt, outputs, quiet, verbose, history)
+    _state["quick_exit"] = True
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -354,8 +373,8 @@ def validate(
     from netprobe.ui import stdout_console
 
     topology = load_topology(str(config))
-    findings = audit(topology)
     tasks = build_plan(topology)
+    findings = audit(topology, tasks)
     status = Diagnosis(components=(), groups=(), findings=tuple(findings)).status(static=True)
     cfg = topology.config
     counts = {"devices": len(cfg.devices), "lines": len(cfg.lines), "groups": len(topology.groups),
@@ -676,14 +695,61 @@ def _mount_subcommands() -> None:
                   "failures and failover drills (root).")
 
 
+def collect_less() -> None:
+    """Let the garbage collector run every 50,000 allocations instead of every 700.
+
+    A command builds its config, plan, evidence and report once, as tens of
+    thousands of objects that live until it exits; with the default threshold
+    the collector walks them again and again (measured at 10,000 endpoints: half
+    of the config load and of the diagnosis). Cyclic garbage is still collected.
+    """
+    gc.set_threshold(50_000, 10, 10)
+
+
+def keep_until_exit() -> None:
+    """What exists now lives until the command exits: out of the collector's sight.
+
+    Called between the stages of `check`, so a full collection during a later
+    stage walks only that stage's new objects (at 50,000 endpoints the config,
+    plan and evidence are millions of objects, and each full walk of them
+    cost a few tenths of a second).
+    """
+    gc.freeze()
+
+
 def main() -> None:
     """Entry point. Usage errors exit 3 (UNKNOWN), not click's 2, which here means CRITICAL."""
-    with contextlib.suppress(ImportError):
-        _mount_subcommands()
+    collect_less()
+    _state["quick_exit"] = False
+    # the lab's commands cost 11 ms to import: skip them when another command runs
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    own = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
+    if not words or words[0] not in own:
+        with contextlib.suppress(ImportError):
+            _mount_subcommands()
     try:
         app()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_UNKNOWN)
         if not _state["command_ran"] and code not in (0, None):
             code = 0 if len(sys.argv) <= 1 else EXIT_UNKNOWN  # bare `netprobe` shows help
+        if _state["quick_exit"]:
+            _exit_now(code)
         sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without tearing down the interpreter's objects.
+
+    A check of 10,000 endpoints ends holding ~100 MB of config, evidence and
+    report objects; freeing them one by one takes 0.1 s that nobody waits for.
+    Only after a command whose files are written (atomically, fsynced) and whose
+    history is committed; stdout and stderr are flushed here. If flushing fails
+    (a closed pipe), the ordinary exit reports it.
+    """
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe or file
+        return
+    os._exit(code)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+# rich is imported when a console is made: `check` makes none unless it has
+# something to show, and the import is 15 ms of its start-up
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
-from netprobe.evidence import ProbeResult
+    from netprobe.evidence import ProbeResult
 
 
 class RichProgress:
@@ -18,10 +23,11 @@ class RichProgress:
     (cron, CI, a pipe).
     """
 
-    def __init__(self, console: Console, delay_s: float = 1.0) -> None:
-        self.console = console
+    def __init__(self, console: Callable[[], Console], delay_s: float = 1.0) -> None:
+        self.console = console  # made only if the run lasts past delay_s
         self.delay_s = delay_s
         self._bar: Progress | None = None
+        self._not_a_terminal = False
         self._task = None
         self._total = 0
         self._done = 0
@@ -32,10 +38,22 @@ class RichProgress:
 
     def advance(self, result: ProbeResult) -> None:
         self._done += 1
-        if self._bar is None and self.console.is_terminal and \
-                time.monotonic() - self._t0 >= self.delay_s and self._done < self._total:
+        if self._bar is None and not self._not_a_terminal and self._done < self._total and \
+                time.monotonic() - self._t0 >= self.delay_s:
+            console = self.console()
+            if not console.is_terminal:
+                self._not_a_terminal = True
+                return
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             self._bar = Progress(TextColumn("probing"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.console, transient=True)
+                                 TimeElapsedColumn(), console=console, transient=True)
             self._task = self._bar.add_task("probing", total=self._total)
             self._bar.start()
         if self._bar is not None:
@@ -50,8 +68,12 @@ class RichProgress:
 # Text from configs and the network reaches these consoles: `:100:` in
 # `line100.yaml:100:10` must stay digits, not become an emoji, on every stream.
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def stdout_console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, file=sys.stdout, emoji=False)

@@ -263,3 +263,54 @@ print(ev.results[0].error)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=25)
     assert out.stdout.strip() == "resolve_error", out.stderr
     assert time.monotonic() - t0 < 10
+
+
+def test_work_while_waiting_runs_once_during_the_wait_and_is_done_on_return(monkeypatch):
+    # 20 probes that each wait 0.3 s: the side job must start long before they end
+    monkeypatch.setattr(_BehaviourProbe, "rtt_from_kernel", True, raising=False)
+    tasks = [task(f"w{i}", sleep_s=0.3) for i in range(20)]
+    marks: list[tuple[str, float]] = []
+
+    def side_job() -> None:
+        marks.append(("start", time.monotonic()))
+        time.sleep(0.05)
+        marks.append(("end", time.monotonic()))
+
+    t0 = time.monotonic()
+    ev = asyncio.run(run_plan(tasks, RunOptions(concurrency=5, confirm_attempts=0),
+                              while_waiting=side_job))
+    returned = time.monotonic()
+    assert [m for m, _ in marks] == ["start", "end"]
+    # every probe had started (the queue was empty) but none had finished yet
+    assert marks[0][1] - t0 >= 0.85  # three waves of 0.3 s before the last five start
+    assert marks[0][1] < returned - 0.2
+    assert marks[1][1] <= returned
+    assert all(r.outcome == Outcome.OK for r in ev.results)
+
+
+def test_work_while_waiting_runs_even_without_probes():
+    ran = []
+    asyncio.run(run_plan([], while_waiting=lambda: ran.append(1)))
+    assert ran == [1]
+
+
+def test_work_while_waiting_waits_for_probes_whose_rtt_a_busy_thread_would_inflate():
+    # a kind without kernel timestamps (TCP, DNS): the side job runs after them
+    tasks = [task(f"w{i}", sleep_s=0.2) for i in range(5)]
+    finished: list[float] = []
+    started: list[float] = []
+
+    class Progress:
+        def start(self, total):
+            pass
+
+        def advance(self, result):
+            finished.append(time.monotonic())
+
+        def finish(self):
+            pass
+
+    asyncio.run(run_plan(tasks, RunOptions(confirm_attempts=0), Progress(),
+                         while_waiting=lambda: started.append(time.monotonic())))
+    assert len(started) == 1 and len(finished) == 5
+    assert started[0] >= max(finished)

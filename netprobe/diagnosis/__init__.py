@@ -36,18 +36,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from netprobe.diagnosis.degradation import locate_degradation
-from netprobe.diagnosis.failover import assess_groups
-from netprobe.diagnosis.families import family_findings, split_families
-from netprobe.diagnosis.findings import assess_components, component_findings, sort_findings
-from netprobe.diagnosis.localize import localize, read_traces
 from netprobe.diagnosis.model import Diagnosis, Finding
 from netprobe.evidence import Evidence
 from netprobe.topology import Topology
 
 
-def diagnose(topology: Topology, evidence: Evidence) -> Diagnosis:
-    """Every component's state, every group's verdict, and the findings, worst first."""
+def diagnose(topology: Topology, evidence: Evidence,
+             static_findings: list[Finding] | None = None) -> Diagnosis:
+    """Every component's state, every group's verdict, and the findings, worst first.
+
+    `static_findings`: the audit of the topology (`static_audit`), when the
+    caller made it already, while the probes ran.
+    """
+    from netprobe.diagnosis.degradation import locate_degradation
+    from netprobe.diagnosis.failover import assess_groups
+    from netprobe.diagnosis.families import family_findings, split_families
+    from netprobe.diagnosis.findings import assess_components, component_findings, sort_findings
+    from netprobe.diagnosis.localize import localize, read_traces
+
     evidence, pairs = split_families(evidence)
     loc = localize(topology, evidence, read_traces(topology, evidence))
     found = locate_degradation(topology, loc)
@@ -60,7 +66,7 @@ def diagnose(topology: Topology, evidence: Evidence) -> Diagnosis:
     for g in groups:
         findings.extend(g.findings)
     findings.extend(family_findings(topology, pairs))
-    findings.extend(_audit(topology))
+    findings.extend(static_audit(topology) if static_findings is None else static_findings)
     return Diagnosis(
         components=tuple(states[name] for name in topology.components),
         groups=tuple(g.verdict for g in groups),
@@ -74,7 +80,14 @@ def rediagnose(topology: Topology, report_json: dict[str, Any]) -> Diagnosis:
     return diagnose(topology, Evidence.from_json(report_json))
 
 
-def _audit(topology: Topology) -> list[Finding]:
+def preload() -> None:
+    """Import the solver now rather than in `diagnose`: `check` does it while its
+    probes wait, and importing this package (the report's model does) stays cheap."""
+    from netprobe.diagnosis import degradation, failover, families, findings, localize  # noqa: F401
+
+
+def static_audit(topology: Topology) -> list[Finding]:
+    """The shared-risk audit: findings that depend on the topology alone."""
     # The shared-risk audit lives in its own module; tolerate its absence.
     try:
         from netprobe.diagnosis.audit import audit
@@ -85,4 +98,4 @@ def _audit(topology: Topology) -> list[Finding]:
     return list(audit(topology))
 
 
-__all__ = ["diagnose", "rediagnose"]
+__all__ = ["diagnose", "preload", "rediagnose", "static_audit"]

@@ -29,10 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from netprobe.diagnosis.model import Finding, FindingKind, Severity
 from netprobe.topology import Component, Kind, Topology
+
+if TYPE_CHECKING:
+    from netprobe.probes.interface import ProbeTask
 
 # Facts that put things at risk together, read from sites' fields and from
 # the free-form tags of lines, devices and sites. `srlg` is the carriers' own
@@ -48,14 +51,17 @@ _CONSEQUENCE = {
 }
 
 
-def audit(topology: Topology) -> list[Finding]:
-    """Every shared risk, single point of failure and blind spot the config reveals."""
+def audit(topology: Topology, plan: list[ProbeTask] | None = None) -> list[Finding]:
+    """Every shared risk, single point of failure and blind spot the config reveals.
+
+    `plan`: the topology's default plan (`build_plan(topology)`), if the caller has it.
+    """
     findings: list[Finding] = []
     for name in sorted(topology.groups):
         findings += _group_risks(topology, name)
     findings += _single_points(topology)
     findings += _backup_risks(topology)
-    findings += _unidentifiable(topology)
+    findings += _unidentifiable(topology, plan)
     return findings
 
 
@@ -198,6 +204,8 @@ def _bottom_up(topology: Topology, start: str, combine: Callable[[str, list[T]],
     Its own stack, so a chain of thousands of devices cannot reach the
     recursion limit; a loop (which the loader refuses) counts as nothing.
     """
+    if start in memo:  # most calls, once the shared paths are done
+        return memo[start]
     stack: list[tuple[str, bool]] = [(start, False)]
     visiting: set[str] = set()
     while stack:
@@ -324,7 +332,7 @@ def _backup_risks(topology: Topology) -> list[Finding]:
 
 # -- identifiability ---------------------------------------------------------------
 
-def _unidentifiable(topology: Topology) -> list[Finding]:
+def _unidentifiable(topology: Topology, plan: list[ProbeTask] | None) -> list[Finding]:
     from netprobe.plan import build_plan
 
     covered: dict[str, frozenset[str]] = {}
@@ -339,7 +347,7 @@ def _unidentifiable(topology: Topology) -> list[Finding]:
         return _bottom_up(topology, name, with_hops, covered, frozenset())
 
     probes_of: dict[str, set[str]] = {name: set() for name in topology.components}
-    for task in build_plan(topology):
+    for task in build_plan(topology) if plan is None else plan:
         for name in crossed(task.target):
             probes_of.setdefault(name, set()).add(task.id)
 

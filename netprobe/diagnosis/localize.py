@@ -30,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import product
 
 from netprobe.evidence import Evidence, Outcome, ProbeError, ProbeResult
@@ -283,14 +284,16 @@ class HittingSets:
     unsolved: frozenset[str] = frozenset()
     unsolved_failures: tuple[int, ...] = ()  # indexes into the input
 
-    @property
+    # cached: the assessment asks once per component (50,000 times at 50,000
+    # endpoints), and building the set each time made the diagnosis quadratic
+    @cached_property
     def down(self) -> frozenset[str]:
         out = set(self.forced)
         for sols in self.parts:
             out |= frozenset.intersection(*sols)
         return frozenset(out)
 
-    @property
+    @cached_property
     def ambiguous(self) -> frozenset[str]:
         out: set[str] = set()
         for sols in self.parts:

@@ -677,6 +677,7 @@ def _send_failure(code: int) -> tuple[ProbeError, str]:
 
 class IcmpProbe:
     kind = KIND
+    rtt_from_kernel = True  # SO_TIMESTAMPNS: see Probe.rtt_from_kernel
 
     def preflight(self, tasks: list[ProbeTask]) -> str | None:
         """Open (and close) the sockets the tasks need; no packet is sent."""

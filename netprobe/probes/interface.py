@@ -102,6 +102,10 @@ class Probe(Protocol):
     # phase 1 (path discovery: trace), so building trace packets never inflates
     # a measured RTT. A probe without the attribute is phase 0.
     phase: int
+    # True when its RTTs come from the kernel's receive timestamps, so other work
+    # in this process while it waits cannot inflate them (the executor then does
+    # its callers' `while_waiting` work meanwhile). Absent: False.
+    rtt_from_kernel: bool
 
     def preflight(self, tasks: list[ProbeTask]) -> str | None:
         """Why these tasks cannot be measured here (a missing privilege), or None.
