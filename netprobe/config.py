@@ -6,6 +6,7 @@ every problem with file, line, column, field path and a hint.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import gc
@@ -42,6 +43,9 @@ _LETTERS = ("0-9A-Za-z\\u00C0-\\u00D6\\u00D8-\\u00F6\\u00F8-\\u1FFF\\u2C00-\\u2D
             "\\uF900-\\uFAFF\\uFF10-\\uFF19\\uFF21-\\uFF3A\\uFF41-\\uFF5A\\uFF66-\\uFFDC")
 NAME_PATTERN = f"^[{_LETTERS}][{_LETTERS}_.-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+# Lists in a config are short (a path crosses a handful of hops); a cap keeps
+# a hostile list of 200,000 wrong items one problem, not 200,000.
+MAX_LIST = 64
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -222,6 +226,7 @@ Timeout = Annotated[float, BeforeValidator(parse_timeout), WithJsonSchema(_TIMEO
 Ratio = Annotated[float, BeforeValidator(parse_ratio), WithJsonSchema(_RATIO_SCHEMA)]
 Address = Annotated[str, BeforeValidator(parse_address), WithJsonSchema(_ADDRESS_SCHEMA)]
 Tags = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]],
+                 Field(max_length=MAX_LIST),
                  BeforeValidator(_tag_values), WithJsonSchema(_TAGS_SCHEMA)]
 
 
@@ -275,7 +280,7 @@ class Site(Frozen):
 class Device(Frozen):
     address: Address
     site: Name | None = None
-    path: list[Name] = Field(default_factory=list, description="devices, lines or groups crossed to reach it, in order")
+    path: list[Name] = Field(default_factory=list, max_length=MAX_LIST, description="devices, lines or groups crossed to reach it, in order")
     tags: Tags = {}
 
 
@@ -285,7 +290,7 @@ class Line(Frozen):
     carrier: str | None = None
     group: Name | None = Field(None, description="redundancy group")
     priority: Whole = Field(1, strict=True, ge=1, le=1000, description="1 = preferred")
-    hops: list[Address] | None = Field(None, description="addresses a trace shows when this line carries traffic (default: far_end)")
+    hops: list[Address] | None = Field(None, max_length=MAX_LIST, description="addresses a trace shows when this line carries traffic (default: far_end)")
     site: Name | None = Field(None, description="where the line lands (a data centre, say)")
     tags: Tags = {}
 
@@ -314,7 +319,7 @@ class DnsCheck(Frozen):
         return query
 
     type: Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "PTR", "SRV"] = "A"
-    expect: list[str] | None = None
+    expect: list[str] | None = Field(None, max_length=MAX_LIST)
     server: Address | None = Field(None, description="default: the endpoint's address")
     port: Whole = Field(53, strict=True, ge=1, le=65535, description="the server's port")
 
@@ -456,8 +461,9 @@ class Endpoint(Frozen):
     address: Address | None = None
     host: str | None = Field(None, max_length=253, description="resolved at run time")
     site: Name | None = None
-    path: list[Name] = Field(default_factory=list)
-    probes: list[Probe] = Field(default_factory=lambda: [IcmpSpec()], min_length=1)
+    path: list[Name] = Field(default_factory=list, max_length=MAX_LIST)
+    probes: list[Probe] = Field(default_factory=lambda: [IcmpSpec()], min_length=1,
+                                max_length=MAX_LIST)
     backup: Name | None = Field(None, description="another endpoint that serves as this one's backup")
     timeout: Timeout | None = None
     attempts: Annotated[int, Field(strict=True, ge=1, le=100), BeforeValidator(_whole)] | None = None
@@ -574,20 +580,19 @@ def _load_config(path: str | os.PathLike[str]) -> Config:
     problems.update(_check_version(parsed.data, root))
     problems.update(_check_address_or_host(parsed.data, root))
     config: Config | None = None
+    invalid_entries: set[tuple[str, Any]] = set()  # (section, name) the schema refused
+    # a value YAML already complained about (a bad tag, a too-long number) is
+    # not reported a second time by the schema
+    said = {p.path for p in parsed.problems if p.replaced}
     try:
-        config = Config.model_validate(parsed.data)
-    except ValidationError as exc:
-        # a value YAML already complained about (a bad tag, a too-long number)
-        # is not reported a second time by the schema
-        said = {p.path for p in parsed.problems if p.replaced}
-        problems.update(p for p in _schema_problems(exc, root)
-                        if not any(p.path[:n] in said for n in range(len(p.path) + 1)))
+        config = _validate(parsed.data, root, invalid_entries, lambda p: None if any(
+            p.path[:n] in said for n in range(len(p.path) + 1)) else problems.add(p))
     except (RecursionError, MemoryError):
         problems.add(_Problem(root.mark, (), "the document is too large or too deep to check"))
     # The cross-references are checked even when the schema is not met (on what
     # of it is valid), so one run reports every problem it can find.
-    _cross_check(config if config is not None else _lenient_config(parsed.data), root,
-                 problems.add)
+    _cross_check(config if config is not None else _lenient_config(parsed.data, invalid_entries),
+                 root, problems.add)
     if problems.total:
         raise ConfigError(source, problems.format(source, root), problems.total)
     assert config is not None
@@ -644,52 +649,69 @@ def _control_message(char: str) -> str:
             "reports and tickets, so they must be one line of plain text")
 
 
-def _lenient_config(data: dict[Any, Any]) -> Config:
+def _lenient_config(data: dict[Any, Any], invalid_entries: set[tuple[str, Any]]) -> Config:
     """The part of a config that is valid, for the cross-checks when the whole
     is not: each entry keeps the fields that validate on their own, and gets
     None (or the default) for the others. Never used to run anything."""
     sections: dict[str, dict[str, Any]] = {}
     for section, model in _SECTIONS.items():
         raw = data.get(section)
-        sections[section] = {name: _lenient_entry(model, body) for name, body in raw.items()
-                             if isinstance(name, str)} if isinstance(raw, dict) else {}
+        sections[section] = {
+            name: _lenient_entry(model, body, (section, name) not in invalid_entries)
+            for name, body in raw.items() if isinstance(name, str)} if isinstance(raw, dict) else {}
     return Config.model_construct(version=1, **sections)
 
 
 _FIELD_ADAPTERS: dict[tuple[type[BaseModel], str], Any] = {}
 
 
-def _lenient_entry(model: type[BaseModel], body: Any) -> BaseModel:
+@functools.cache
+def _empty_entry(model: type[BaseModel]) -> BaseModel:
+    """One shared stand-in for the entries that are not even a mapping."""
+    return model.model_construct(_fields_set=set(), **_lenient_defaults(model)[0])
+
+
+@functools.cache
+def _lenient_defaults(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per field: what an entry gets when the field is missing (its default),
+    and when it is invalid (nothing). Worked out once per model: pydantic
+    inspects a default factory's signature on every call. Shared, read only."""
+    missing, invalid = {}, {}
+    for name, info in model.model_fields.items():
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        missing[name] = default
+        invalid[name] = type(default)() if isinstance(default, list | dict) else None
+    return missing, invalid
+
+
+def _lenient_entry(model: type[BaseModel], body: Any, valid: bool) -> BaseModel:
     from pydantic import TypeAdapter
 
-    if isinstance(body, dict):
-        try:
+    missing, invalid = _lenient_defaults(model)
+    if not isinstance(body, dict):
+        return _empty_entry(model)
+    if valid:
+        with contextlib.suppress(ValidationError):
             return model.model_validate(body)
-        except ValidationError:
-            pass
     values: dict[str, Any] = {}
     given: set[str] = set()
     for name, info in model.model_fields.items():
-        if isinstance(body, dict) and name in body:
-            adapter = _FIELD_ADAPTERS.get((model, name))
-            if adapter is None:
-                annotation = info.annotation
-                if info.metadata:  # the field's own bounds (ge, pattern, strict)
-                    annotation = Annotated[annotation, *info.metadata]
-                adapter = TypeAdapter(annotation)
-                _FIELD_ADAPTERS[(model, name)] = adapter
-            try:
-                values[name] = adapter.validate_python(body[name])
-                given.add(name)
-                continue
-            except (ValidationError, ValueError, TypeError):
-                # invalid: nothing (an empty list where a list is meant), never the
-                # default, which the cross-checks would take for what was written
-                default = None if info.is_required() else info.get_default(
-                    call_default_factory=True)
-                values[name] = type(default)() if isinstance(default, list | dict) else None
-                continue
-        values[name] = None if info.is_required() else info.get_default(call_default_factory=True)
+        if name not in body:
+            values[name] = missing[name]
+            continue
+        adapter = _FIELD_ADAPTERS.get((model, name))
+        if adapter is None:
+            annotation = info.annotation
+            if info.metadata:  # the field's own bounds (ge, pattern, strict)
+                annotation = Annotated[annotation, *info.metadata]
+            adapter = _FIELD_ADAPTERS[(model, name)] = TypeAdapter(annotation)
+        try:
+            values[name] = adapter.validate_python(body[name])
+            given.add(name)
+        except (ValidationError, ValueError, TypeError):
+            # nothing (an empty list where a list is meant), never the default,
+            # which the cross-checks would take for what was written
+            values[name] = invalid[name]
     return model.model_construct(_fields_set=given, **values)
 
 
@@ -877,12 +899,64 @@ def _locate(root: Any, loc: tuple[Any, ...]) -> tuple[int, Any, Any, tuple[Any, 
     return len(loc), key_mark, node, path
 
 
-def _schema_problems(exc: ValidationError, root: Any) -> Iterator[_Problem]:
+# Entries of a section validated at once (see _validate).
+_VALIDATION_PART = 2000
+
+
+def _validate(data: dict[Any, Any], root: Any, invalid_entries: set[tuple[str, Any]],
+              add: Callable[[_Problem], None]) -> Config | None:
+    """The Config, or None with each schema problem given to `add`.
+
+    Validated a part at a time: the top level (sections left empty), then each
+    section's entries, _VALIDATION_PART at once. pydantic lists every error of
+    a validation at once, and 100,000 invalid entries would hold hundreds of
+    MB of error records; a part at a time holds a few. The (section, name) of
+    each refused entry goes into `invalid_entries`.
+    """
     # One value reached through 1,000 aliases fails 1,000 times, alike: its
     # message is worked out once (difflib hints are costly).
     said: dict[tuple[Any, ...], str] = {}
+    top = {k: ({} if k in _SECTIONS and isinstance(v, dict) else v) for k, v in data.items()}
+    config: Config | None = None
+    try:
+        config = Config.model_validate(top)
+    except ValidationError as exc:
+        for problem in _problems_of(exc, (), root, said, invalid_entries):
+            add(problem)
+    sections: dict[str, dict[str, Any]] = {}
+    for section, model in _SECTIONS.items():
+        entries = data.get(section)
+        if not isinstance(entries, dict):
+            continue
+        adapter = _section_adapter(section, model)
+        items = list(entries.items())
+        valid: dict[str, Any] = {}
+        for start in range(0, len(items), _VALIDATION_PART):
+            try:
+                valid.update(adapter.validate_python(dict(items[start:start + _VALIDATION_PART])))
+            except ValidationError as exc:
+                for problem in _problems_of(exc, (section,), root, said, invalid_entries):
+                    add(problem)
+        sections[section] = valid
+    if config is None or invalid_entries:
+        return None
+    # every part is valid: the whole is (Config has no check across sections)
+    return config.model_copy(update=sections)
+
+
+@functools.cache
+def _section_adapter(section: str, model: type[BaseModel]) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(dict[Name, model])  # type: ignore[valid-type]
+
+
+def _problems_of(exc: ValidationError, prefix: tuple[Any, ...], root: Any,
+                 said: dict[tuple[Any, ...], str],
+                 invalid_entries: set[tuple[str, Any]]) -> Iterator[_Problem]:
     for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
+        loc = (*prefix, *err["loc"])
+        invalid_entries.add(loc[:2])
         if loc[:1] == ("version",):
             continue  # _check_version said it better
         kind = err["type"]
@@ -969,6 +1043,9 @@ def _humanize(err: Any, loc: tuple[Any, ...], node: Any) -> str:
     if kind == "too_short":
         return (f"needs at least {ctx.get('min_length', 1)} entry; an endpoint without probes "
                 "would never be checked")
+    if kind == "too_long":
+        return (f"at most {ctx.get('max_length')} entries, got {ctx.get('actual_length')}: "
+                "is this the list you meant?")
     if kind == "string_too_long":
         return f"text longer than {ctx.get('max_length')} characters"
     if kind == "string_too_short":

@@ -38,15 +38,18 @@ def test_a_required_field_missing_does_not_hide_the_names_elsewhere(tmp_path, mo
 
 
 def test_many_problems_show_the_first_fifty_by_position_and_count_the_rest(tmp_path):
-    names = ", ".join(f"nowhere-{i}" for i in range(120))
+    endpoints = "".join(f"  e{i:03d}: {{address: 203.0.113.9, path: [nowhere-{i}]}}\n"
+                        for i in range(120))
     config = tmp_path / "site.yaml"
-    config.write_text(edit("path: [ce-hq, dc-wan, dc-edge]", f"path: [{names}]"))
+    config.write_text(BASE + endpoints)
     with pytest.raises(ConfigError) as info:
         load_config(config)
     assert info.value.total == 120 and len(info.value.problems) == MAX_PROBLEMS_SHOWN
-    assert info.value.problems[0].endswith("path[0]: no device, line or group named 'nowhere-0'")
-    assert info.value.problems[-1].endswith(f"path[{MAX_PROBLEMS_SHOWN - 1}]: no device, line "
-                                            f"or group named 'nowhere-{MAX_PROBLEMS_SHOWN - 1}'")
+    assert info.value.problems[0].endswith("e000.path[0]: no device, line or group named "
+                                           "'nowhere-0'")
+    last = MAX_PROBLEMS_SHOWN - 1
+    assert info.value.problems[-1].endswith(f"e{last:03d}.path[0]: no device, line or group "
+                                            f"named 'nowhere-{last}'")
     message = str(info.value)
     assert message.splitlines()[0] == f"{config}: 120 problems:"
     assert message.splitlines()[-1] == "... and 70 more problems not shown; fix these and run again"
@@ -68,6 +71,13 @@ def test_an_aliased_mistake_is_said_once_at_the_anchor(tmp_path, monkeypatch):
         "site.yaml:3:49: devices.d.tags.a: expected text, got a list (also reached through "
         "aliases as devices.d0.tags.a, devices.d1.tags.a, devices.d2.tags.a and 497 more)",
     ]
+
+
+def test_a_long_list_is_one_problem_not_one_per_item(tmp_path, monkeypatch):
+    text = edit("probes: [icmp, tcp/443]", "probes: [" + ", ".join(["bogus"] * 5000) + "]")
+    (found,) = problems(tmp_path, monkeypatch, text)
+    assert found == ("site.yaml:16:13: endpoints.dc-app.probes: at most 64 entries, got 5000: "
+                     "is this the list you meant?")
 
 
 def test_a_huge_flow_sequence_stops_at_the_value_cap_where_it_is_reached(tmp_path, monkeypatch):
@@ -159,11 +169,11 @@ def test_a_hostile_file_fails_fast_through_the_command(tmp_path):
     uses = "".join(f"  d{i}: *bad\n" for i in range(2000))
     config = tmp_path / "alias.yaml"
     config.write_text("version: 1\ndevices:\n  d: &bad {address: nope, path: ["
-                      + ", ".join(["1"] * 100) + "]}\n" + uses)
+                      + ", ".join(["1"] * 60) + "]}\n" + uses)
     proc = subprocess.run([sys.executable, "-m", "netprobe", "validate", str(config)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3
     lines = proc.stderr.splitlines()
-    assert lines[0] == f"netprobe: {config}: 101 problems:"
+    assert lines[0] == f"netprobe: {config}: 61 problems:"
     assert len(lines) == 1 + MAX_PROBLEMS_SHOWN + 1 and len(proc.stderr) < 50_000
     assert Path(config).exists()
