@@ -665,6 +665,12 @@ def _lenient_config(data: dict[Any, Any], invalid_entries: set[tuple[str, Any]])
 _FIELD_ADAPTERS: dict[tuple[type[BaseModel], str], Any] = {}
 
 
+# The fields the cross-checks read; the others of an invalid entry are not
+# worth validating one by one.
+_CROSS_CHECKED = frozenset({"device", "group", "priority", "site", "path", "backup", "host",
+                            "probes"})
+
+
 @functools.cache
 def _empty_entry(model: type[BaseModel]) -> BaseModel:
     """One shared stand-in for the entries that are not even a mapping."""
@@ -693,10 +699,12 @@ def _lenient_entry(model: type[BaseModel], body: Any, valid: bool) -> BaseModel:
     if valid:
         with contextlib.suppress(ValidationError):
             return model.model_validate(body)
+    if _CROSS_CHECKED.isdisjoint(body):
+        return _empty_entry(model)
     values: dict[str, Any] = {}
     given: set[str] = set()
     for name, info in model.model_fields.items():
-        if name not in body:
+        if name not in body or name not in _CROSS_CHECKED:
             values[name] = missing[name]
             continue
         adapter = _FIELD_ADAPTERS.get((model, name))
@@ -929,7 +937,16 @@ def _validate(data: dict[Any, Any], root: Any, invalid_entries: set[tuple[str, A
         if not isinstance(entries, dict):
             continue
         adapter = _section_adapter(section, model)
-        items = list(entries.items())
+        items = []
+        for name, body in entries.items():
+            if isinstance(body, dict) or body is None:
+                items.append((name, body))
+                continue
+            # not even a mapping: said here, cheaply (a hostile file has 100,000s)
+            invalid_entries.add((section, name))
+            add(_Problem(_locate(root, (section, name))[2].mark, (section, name),
+                         f"expected a mapping (key: value), got "
+                         f"{_describe(body, _locate(root, (section, name))[2])}"))
         valid: dict[str, Any] = {}
         for start in range(0, len(items), _VALIDATION_PART):
             try:
@@ -980,7 +997,12 @@ def _problems_of(exc: ValidationError, prefix: tuple[Any, ...], root: Any,
             mark = key_mark  # a check of the whole entry: point at its name
         else:
             mark = node.mark
-        memo = (id(node), complete, kind, str(loc[-1]) if loc else "", loc[:1], len(loc),
+        value = err.get("input")
+        # the same mistake repeated (through aliases, or 60,000 times by hand) is
+        # the same message: a scalar by its value and spelling, else by its node
+        same = (type(value), value, node.source) if isinstance(
+            value, str | int | float | bool | None) and node.kind == "scalar" else id(node)
+        memo = (same, complete, kind, str(loc[-1]) if loc else "", loc[:1], len(loc),
                 str(err.get("msg")))
         message = said.get(memo)
         if message is None:
