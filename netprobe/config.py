@@ -938,7 +938,14 @@ def _validate(data: dict[Any, Any], root: Any, invalid_entries: set[tuple[str, A
             continue
         adapter = _section_adapter(section, model)
         items = []
+        first_of: dict[int, str] = {}  # id of a body -> the first entry that has it
+        copies: dict[str, str] = {}  # an entry whose body is an alias -> the first entry
         for name, body in entries.items():
+            if isinstance(body, dict):
+                if id(body) in first_of:  # `name: *anchor`: the same body, validated once
+                    copies[name] = first_of[id(body)]
+                    continue
+                first_of[id(body)] = name
             if isinstance(body, dict) or body is None:
                 items.append((name, body))
                 continue
@@ -947,18 +954,47 @@ def _validate(data: dict[Any, Any], root: Any, invalid_entries: set[tuple[str, A
             add(_Problem(_locate(root, (section, name))[2].mark, (section, name),
                          f"expected a mapping (key: value), got "
                          f"{_describe(body, _locate(root, (section, name))[2])}"))
-        valid: dict[str, Any] = {}
+        aliased = set(copies.values())
+        replay: dict[str, list[_Problem]] = {}
+
+        def add_noting(problem: _Problem, aliased: set[str] = aliased,
+                       replay: dict[str, list[_Problem]] = replay) -> None:
+            if problem.path[1:2] and problem.path[1] in aliased:
+                replay.setdefault(problem.path[1], []).append(problem)
+            add(problem)
+
+        validated: dict[str, Any] = {}
         for start in range(0, len(items), _VALIDATION_PART):
             try:
-                valid.update(adapter.validate_python(dict(items[start:start + _VALIDATION_PART])))
+                validated.update(adapter.validate_python(
+                    dict(items[start:start + _VALIDATION_PART])))
+            except ValidationError as exc:
+                for problem in _problems_of(exc, (section,), root, said, invalid_entries):
+                    add_noting(problem)
+        if copies:  # their names are checked; their bodies' problems are the first's
+            try:
+                _names_adapter().validate_python(dict.fromkeys(copies))
             except ValidationError as exc:
                 for problem in _problems_of(exc, (section,), root, said, invalid_entries):
                     add(problem)
-        sections[section] = valid
+            for name, first in copies.items():
+                for problem in replay.get(first, ()):
+                    add(problem._replace(path=(section, name, *problem.path[2:])))
+                if (section, first) in invalid_entries:
+                    invalid_entries.add((section, name))
+        sections[section] = {name: validated[copies.get(name, name)] for name in entries
+                             if copies.get(name, name) in validated}
     if config is None or invalid_entries:
         return None
     # every part is valid: the whole is (Config has no check across sections)
     return config.model_copy(update=sections)
+
+
+@functools.cache
+def _names_adapter() -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(dict[Name, Any])
 
 
 @functools.cache
