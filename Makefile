@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 NP     := $(BIN)/netprobe
 
-.PHONY: install lock deps-check test test-fast lint demo demo-local lab-up lab-down bench bench-check bench-icmp bench-history clean
+.PHONY: install lock deps-check test test-fast lint demo demo-local lab-up lab-down bench bench-check bench-icmp bench-history bench-scale bench-config clean
 
 install: $(BIN)/netprobe
 
@@ -59,7 +59,7 @@ lab-up: install
 lab-down: install
 	$(NP) lab down
 
-bench: bench-check bench-icmp bench-history
+bench: bench-check bench-icmp bench-history bench-scale bench-config
 
 # The whole `netprobe check` process against fping, nmap and dnsperf in a namespace
 # lab (root; apt-get install -y fping nmap dnsperf time), with the time of each stage
@@ -72,6 +72,12 @@ bench-icmp: install
 
 bench-history: install
 	$(BIN)/python bench/history_bench.py --runs 100000
+
+bench-scale: install
+	$(BIN)/python bench/check_scale.py --n 10000
+
+bench-config: install
+	$(BIN)/python bench/config_hostile.py
 
 clean:
 	rm -rf $(VENV) .venv-latest .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -150,7 +150,7 @@ RateOpt = Annotated[float, typer.Option(
     "--rate", metavar="PPS", help="Packet-rate limit per second for the whole run; 0 for no limit.")]
 NoTraceOpt = Annotated[bool, typer.Option(
     "--no-trace", help="Do not trace paths (the active line of each group stays unknown).")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show every probe in the table.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every component, finding and probe in the table (a large site otherwise lists what is not up and counts the rest).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on stdout.")]
 
 
@@ -298,7 +298,13 @@ def check(
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Probe once, diagnose, report: the main job."""
+    """Probe once, diagnose, report: the main job.
+
+    SIGTERM, SIGHUP or Ctrl-C once probing has begun: what was measured is
+    still reported in every output and the history, marked interrupted. An
+    output that cannot be written is named on stderr; the report is still
+    printed and the exit code is the worse of the verdict's and 3.
+    """
     from netprobe.config import load_topology
     from netprobe.diagnosis import diagnose, preload, static_audit
     from netprobe.executor import RunOptions, run
