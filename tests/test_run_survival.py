@@ -243,3 +243,52 @@ def test_a_full_disk_at_the_end_names_no_space_and_keeps_the_critical_verdict(
     assert f"{full_disk / 'r.json'}: no space left on device" in err
     assert f"{db}: cannot " in err and "no space left on device" in err.split(str(db))[-1]
     assert "Traceback" not in err
+
+
+# -- the guard itself, in this process -------------------------------------------
+
+def test_the_guard_raises_before_probing_and_notes_after():
+    from netprobe.signals import Interrupted, command_guard
+
+    before = signal.getsignal(signal.SIGTERM)
+    with command_guard() as guard:
+        with pytest.raises(Interrupted) as info:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs between bytecodes; never reached
+        assert info.value.signame == "SIGTERM"
+        told: list[str] = []
+        stopped: list[bool] = []
+        guard.defer(told.append)
+        guard.attach(lambda: stopped.append(True))
+        os.kill(os.getpid(), signal.SIGHUP)
+        os.kill(os.getpid(), signal.SIGHUP)  # a hang-up often comes twice: still noted once
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert guard.received == "SIGHUP" and told == ["SIGHUP"] and stopped == [True]
+    assert signal.getsignal(signal.SIGTERM) is before  # put back for whoever ran us
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    from netprobe.signals import Interrupted, command_guard
+
+    with command_guard() as guard:
+        guard.defer()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert guard.received == "SIGINT"
+        with pytest.raises(Interrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+
+
+def test_a_signal_after_probing_keeps_the_measured_verdict_and_is_marked():
+    from report_builders import sample_report
+
+    from netprobe.report import Format, render
+    from netprobe.report.model import build_report
+
+    measured = sample_report()
+    report = build_report(measured.vantage, measured.config, measured.evidence,
+                          measured.diagnosis, interrupted_by="SIGTERM")
+    assert report.status == measured.status  # every probe had run: nothing unknown added
+    data = json.loads(render(report, Format.JSON))
+    assert data["interrupted"] is True and data["interrupted_by"] == "SIGTERM"
+    assert "interrupted: SIGTERM; after every probe had run" in render(report, Format.TABLE)
