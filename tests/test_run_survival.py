@@ -85,7 +85,7 @@ def test_a_signal_mid_run_writes_every_output_and_history_then_exits_with_the_ve
         dns.close()
     # what was measured: the refused port is CRITICAL, and CRITICAL outranks the unmeasured rest
     assert code == 2, err
-    assert out.startswith("NETPROBE CRITICAL"), out
+    assert out.startswith(f"NETPROBE CRITICAL - run interrupted by {sig.name}, "), out
     assert f"interrupted by {sig.name}; reporting what was measured" in err
     assert "Traceback" not in err
     report = json.loads(out_json.read_text())

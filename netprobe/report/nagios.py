@@ -95,13 +95,15 @@ def summary(report: Report) -> str:
     counts = [f"{n} {sev}" for sev in Severity
               if sev != Severity.INFO and (n := sum(f.severity == sev for f in findings))]
     not_measured = sum(f.kind == FindingKind.NOT_MEASURED for f in findings)
+    interrupted = (f"run interrupted by {report.interrupted_by}" if report.interrupted_by
+                   else "run interrupted") if report.interrupted else None
     if report.status == Status.UNKNOWN:
         worst = [f for f in findings if f.kind == FindingKind.NOT_MEASURED] or findings
         if not_measured:
             counts.insert(0, f"{not_measured} not measured")
-        if report.interrupted:
-            counts.insert(0, "run interrupted")
-    elif report.status == Status.OK:
+    if interrupted and report.status != Status.OK:  # a pager says so at any level
+        counts.insert(0, interrupted)
+    if report.status == Status.OK:
         up = sum(c.state in (State.UP, State.DEGRADED) for c in report.components)
         text = f"{up}/{len(report.components)} components up"
         if report.groups:
@@ -112,8 +114,10 @@ def summary(report: Report) -> str:
             text += f", {unmeasured} probe{'s' if unmeasured != 1 else ''} not measured"
         if counts:
             text += f" ({', '.join(counts)} tolerated)"
+        if interrupted:
+            text += f" ({interrupted} after every probe had run)"
         return _status_text(text)[:SUMMARY_MAX]
-    else:
+    if report.status != Status.UNKNOWN:
         worst_sev = Severity.CRITICAL if report.status == Status.CRITICAL else Severity.WARNING
         worst = [f for f in findings if f.severity == worst_sev]
     head = ", ".join(counts) or "no findings"
