@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -366,3 +367,20 @@ def stop_process(p: subprocess.Popen) -> None:
     for stream in (p.stdout, p.stderr):
         if stream is not None:
             stream.close()
+
+
+@pytest.fixture()
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs (root): a real full disk, for ENOSPC. Unmounted after."""
+    if shutil.which("mount") is None:
+        pytest.skip("needs the `mount` command")
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield small
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

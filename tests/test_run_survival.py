@@ -194,25 +194,6 @@ def test_an_unwritten_output_on_an_ok_run_exits_unknown_with_the_verdict_printed
     assert f"{missing}: directory {missing.parent} does not exist" in err
 
 
-@pytest.fixture()
-def full_disk(tmp_path):
-    """A tiny tmpfs (root), to be filled to the last block by the test."""
-    import shutil
-
-    if shutil.which("mount") is None:
-        pytest.skip("needs the `mount` command")
-    small = tmp_path / "small"
-    small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield small
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
-
-
 def fill(directory: Path) -> None:
     fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT)
     try:
@@ -226,7 +207,8 @@ def fill(directory: Path) -> None:
 
 @pytest.mark.root
 def test_a_full_disk_at_the_end_names_no_space_and_keeps_the_critical_verdict(
-        tmp_path, full_disk):
+        tmp_path, tiny_tmpfs):
+    full_disk = tiny_tmpfs
     dns = silent_dns()
     try:
         config = write_config(tmp_path, dns.getsockname()[1])
