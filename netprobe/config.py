@@ -1278,13 +1278,18 @@ def _cross_check(cfg: Config, root: Any, add: Callable[[_Problem], None]) -> Non
 
 
 def _one_edit_apart(a: str, b: str) -> bool:
-    """One letter changed, added, removed, or two neighbours swapped."""
-    if a == b or abs(len(a) - len(b)) > 1:
+    """One letter changed, added, removed, or two neighbours swapped: a typo.
+
+    Not between names shorter than 3 (g and h), nor a digit for a digit
+    (wan1 and wan2 are numbered on purpose)."""
+    if a == b or abs(len(a) - len(b)) > 1 or min(len(a), len(b)) < 3:
         return False
     if len(a) == len(b):
         diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
-                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+        if len(diff) == 1:
+            return not (a[diff[0]].isdigit() and b[diff[0]].isdigit())
+        return (len(diff) == 2 and diff[1] == diff[0] + 1
+                and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
     short, long = (a, b) if len(a) < len(b) else (b, a)
     i = next((i for i, (x, y) in enumerate(zip(short, long, strict=False)) if x != y), len(short))
     return short[i:] == long[i + 1:]

@@ -139,6 +139,8 @@ def test_one_edit_covers_change_insert_delete_and_swap():
     assert not _one_edit_apart("dc-wan", "dc-wan")
     assert not _one_edit_apart("dc-wan", "dc-lan-2")
     assert not _one_edit_apart("wan-a", "wan-b-c")
+    assert not _one_edit_apart("wan1", "wan2")  # numbered on purpose
+    assert not _one_edit_apart("g", "h") and not _one_edit_apart("ab", "ac")  # too short
 
 
 # -- text that reaches terminals ------------------------------------------------
