@@ -274,3 +274,21 @@ def test_a_signal_after_probing_keeps_the_measured_verdict_and_is_marked():
     data = json.loads(render(report, Format.JSON))
     assert data["interrupted"] is True and data["interrupted_by"] == "SIGTERM"
     assert "interrupted: SIGTERM; after every probe had run" in render(report, Format.TABLE)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_a_drill_ended_by_a_signal_still_writes_its_summary(tmp_path, tcp_listener, sig):
+    config = tmp_path / "drill.yaml"
+    config.write_text(f"version: 1\nendpoints: {{web: {{address: 127.0.0.1, probes: "
+                      f"[tcp/{tcp_listener.port}]}}}}\n")
+    out = tmp_path / "drill.json"
+    proc = subprocess.Popen([*ENTRY, "watch", str(config), "--interval", "200ms", "--duration",
+                             "60s", "--no-hop-check", "-q", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)  # a few cycles
+    proc.send_signal(sig)
+    code, _out, err = finish(proc)
+    assert code in (0, 1, 2, 3) and "Traceback" not in err, (code, err)
+    drill = json.loads(out.read_text())
+    assert drill["ended_by"] == "interrupted"
+    assert code == drill["exit_code"]
