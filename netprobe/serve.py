@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import json
-import signal
 import socketserver
 import sys
 import threading
@@ -49,6 +47,7 @@ from netprobe.diagnosis.model import Diagnosis, Severity
 from netprobe.errors import NetprobeError
 from netprobe.evidence import Evidence, ProbeError, ProbeResult
 from netprobe.report.model import Report, build_report
+from netprobe.signals import loop_stops_on_signals
 from netprobe.topology import Kind, Topology
 from netprobe.watch.engine import DrillRunner, WatchOptions, groups_crossed
 from netprobe.watch.timeline import Cycle, Route
@@ -525,10 +524,9 @@ def serve_command(config_path: str, listen: str, options: ServeOptions,
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        await serve_forever(state, server, stop)
+        # SIGHUP too (a dropped session): every stop signal ends serving cleanly
+        with loop_stops_on_signals(loop, stop.set):
+            await serve_forever(state, server, stop)
 
     asyncio.run(main())
     print("netprobe serve: stopped", file=sys.stderr, flush=True)

@@ -19,6 +19,7 @@ for the whole command has no such gap.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Iterator
@@ -108,3 +109,23 @@ def command_guard() -> Iterator[SignalGuard]:
     finally:
         _guard.uninstall()
         _guard = outer
+
+
+@contextlib.contextmanager
+def loop_stops_on_signals(loop: asyncio.AbstractEventLoop,
+                          stop: Callable[[], None]) -> Iterator[None]:
+    """For a loop that runs until stopped (watch, serve): every stop signal
+    calls `stop`; afterwards the command's own handlers are back, not the
+    default action that asyncio's removal would leave."""
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+    try:
+        yield
+    finally:
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, TypeError):
+                loop.remove_signal_handler(sig)
+                if previous[sig] is not None:
+                    signal.signal(sig, previous[sig])  # type: ignore[arg-type]

@@ -11,14 +11,12 @@ the group's policy. Exit codes as for `check`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from netprobe.errors import NetprobeError
-from netprobe.signals import STOP_SIGNALS
+from netprobe.signals import loop_stops_on_signals
 from netprobe.watch.engine import DrillRunner, NullObserver, Observer, WatchOptions
 from netprobe.watch.report import (
     DEFAULT_FAILBACK_WINDOW_S,
@@ -108,18 +106,8 @@ def watch_command(config_path: str | Path, interval_s: float = 0.2, duration_s: 
         loop = asyncio.get_running_loop()
         # Ctrl-C, systemd's SIGTERM and a dropped session's SIGHUP all end the
         # drill the same way: the summary is still written.
-        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-        for sig in STOP_SIGNALS:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        try:
+        with loop_stops_on_signals(loop, stop.set):
             return await run_watch(topology, options, observer, stop)
-        finally:
-            for sig in STOP_SIGNALS:
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, TypeError):
-                    loop.remove_signal_handler(sig)
-                    if previous[sig] is not None:  # the command's own handler, not death
-                        signal.signal(sig, previous[sig])
 
     timeline = asyncio.run(main())
     report = build_drill_report(timeline, str(config_path), topology.vantage, severity,
