@@ -221,7 +221,13 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise NetprobeError(f"{path}: cannot read: {exc.strerror}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except json.JSONDecodeError as exc:  # FILE:LINE:COL, like every other position
+        raise NetprobeError(f"{path}:{exc.lineno}:{exc.colno}: not a JSON report: "
+                            f"{exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise NetprobeError(f"{path}: not a JSON report: not UTF-8 text (byte "
+                            f"0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+    except ValueError as exc:
         raise NetprobeError(f"{path}: not a JSON report: {exc}") from None
 
 

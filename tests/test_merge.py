@@ -248,7 +248,7 @@ def test_cli_merge(tmp_path: Path) -> None:
     bad.write_text("{not json")
     proc = subprocess.run([sys.executable, "-m", "netprobe", "merge", str(a), str(bad), "-o",
                            str(tmp_path / "m2.json")], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 3 and "bad.json: not a JSON report" in proc.stderr
+    assert proc.returncode == 3 and "bad.json:1:2: not a JSON report" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "m2.json").exists()
 
 

@@ -292,3 +292,12 @@ def test_a_drill_ended_by_a_signal_still_writes_its_summary(tmp_path, tcp_listen
     drill = json.loads(out.read_text())
     assert drill["ended_by"] == "interrupted"
     assert code == drill["exit_code"]
+
+
+def test_a_damaged_saved_report_is_named_at_file_line_col(tmp_path):
+    bad = tmp_path / "run.json"
+    bad.write_text('{"schema": "netprobe.report/1",\n  oops}\n')
+    proc = subprocess.run([*ENTRY, "diagnose", str(bad)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith(f"netprobe: {bad}:2:3: not a JSON report: "), proc.stderr
