@@ -561,8 +561,8 @@ def _load_config(path: str | os.PathLike[str]) -> Config:
     try:
         parsed = parse_yaml(text)
     except YamlError as exc:
-        where = f"{exc.mark}: " if exc.mark else ""
-        raise ConfigError(source, [f"{source}:{where}{exc.message}"]) from None
+        where = f"{source}:{exc.mark}: " if exc.mark else f"{source}: "
+        raise ConfigError(source, [f"{where}{exc.message}"]) from None
     except RecursionError:  # the builder has its own stack; this is belt and braces
         raise ConfigError(source, [f"{source}: nested too deeply to read"]) from None
 
