@@ -518,6 +518,7 @@ class _Problem(NamedTuple):  # a tuple: a hostile file makes 100,000s of them
     message: str
     # a costly addition (did you mean ...?), worked out only for problems shown
     hint: Callable[[], str] | None = None
+    about_name: bool = False  # the entry's name is wrong, not its body
 
 
 # Sections of named entries, and the model of an entry.
@@ -959,7 +960,7 @@ def _validate(data: dict[Any, Any], root: Any, invalid_entries: set[tuple[str, A
 
         def add_noting(problem: _Problem, aliased: set[str] = aliased,
                        replay: dict[str, list[_Problem]] = replay) -> None:
-            if problem.path[1:2] and problem.path[1] in aliased:
+            if problem.path[1:2] and problem.path[1] in aliased and not problem.about_name:
                 replay.setdefault(problem.path[1], []).append(problem)
             add(problem)
 
@@ -1043,7 +1044,7 @@ def _problems_of(exc: ValidationError, prefix: tuple[Any, ...], root: Any,
         message = said.get(memo)
         if message is None:
             message = said[memo] = _humanize(err, loc, node if complete else None)
-        yield _Problem(mark, path, message)
+        yield _Problem(mark, path, message, about_name=loc[-1:] == ("[key]",))
 
 
 def _did_you_mean(word: Any, choices: Any) -> str:

@@ -179,3 +179,11 @@ def test_a_hostile_file_fails_fast_through_the_command(tmp_path):
     assert lines[0] == f"netprobe: {config}: 61 problems:"
     assert len(lines) == 1 + MAX_PROBLEMS_SHOWN + 1 and len(proc.stderr) < 50_000
     assert Path(config).exists()
+
+
+def test_an_alias_copy_does_not_inherit_the_anchor_entrys_bad_name(tmp_path, monkeypatch):
+    text = 'version: 1\ndevices:\n  "bad name": &b {address: nope}\n  good: *b\n'
+    found = problems(tmp_path, monkeypatch, text)
+    assert [line.split(": ", 2)[1] for line in found] == ["devices['bad name']",
+                                                          "devices['bad name'].address"]
+    assert "good" not in found[0] and "devices.good.address" in found[1]
