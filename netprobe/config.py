@@ -101,8 +101,11 @@ def parse_address(value: Any) -> str:
         raise ValueError(f"expected an IP address, got {_short(value)}")
     if _CANONICAL_IPV4.fullmatch(value):  # already as ipaddress writes it: 1 µs, not 15
         return value
+    text = value.strip()
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        if "." not in text and ":" not in text:  # not worth two parsers' exceptions
+            raise ValueError(text)
+        return str(ipaddress.ip_address(text))
     except ValueError:
         raise ValueError(f"{_short(value)} is not an IPv4 or IPv6 address") from None
 
@@ -586,8 +589,9 @@ def _load_config(path: str | os.PathLike[str]) -> Config:
     # not reported a second time by the schema
     said = {p.path for p in parsed.problems if p.replaced}
     try:
-        config = _validate(parsed.data, root, invalid_entries, lambda p: None if any(
-            p.path[:n] in said for n in range(len(p.path) + 1)) else problems.add(p))
+        config = _validate(parsed.data, root, invalid_entries, problems.add if not said else (
+            lambda p: None if any(p.path[:n] in said for n in range(len(p.path) + 1))
+            else problems.add(p)))
     except (RecursionError, MemoryError):
         problems.add(_Problem(root.mark, (), "the document is too large or too deep to check"))
     # The cross-references are checked even when the schema is not met (on what
@@ -1190,6 +1194,8 @@ def _cross_check(cfg: Config, root: Any, add: Callable[[_Problem], None]) -> Non
     hop_names = sorted(hops)
 
     def check_path(section: str, owner: str, path_names: list[str]) -> None:
+        if not path_names:
+            return
         seen: set[str] = set()
         # find the list once, not once per element (a hostile path has 100,000s)
         matched, _key, node, _found = _locate(root, (section, owner, "path"))
