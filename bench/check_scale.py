@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             targets_file.write_text("".join(f"{t}\n" for t in targets))
             run_json = tmp_path / "run.json"
             check = [*netprobe, "check", str(config), "-o", str(run_json), "--rate", "0",
-                     "--concurrency", "20000", "--attempts", "1", "--confirm", "0", "--no-trace"]
+                     "--concurrency", "20000", "--attempts", "1", "--confirm", "0", "--no-trace",
+                     "--late-grace", "0"]
             tools = {
                 "netprobe check (table + json)": (check, (0, 1, 2, 3)),
                 "netprobe diagnose run.json (table)": ([*netprobe, "diagnose", str(run_json)],
