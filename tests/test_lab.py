@@ -430,7 +430,7 @@ def test_powered_off_device_is_found_from_the_carrier_routers_late_unreachable(l
     _, report = run_check(lab)
     late = probe(report, "dc-edge/icmp")["detail"]["late_errors"]
     assert {e["source"] for e in late} == {A.far_end}
-    assert all(e["after_ms"] > 2000 for e in late), late
+    assert all(e["after_ms"] > 500 for e in late), late  # after the 500 ms timeout
     assert probe(report, "dc-edge/icmp")["rtt_ms"] is None  # late errors are no replies
     assert probe(report, "dc-edge/icmp")["sent"] == 3  # definite: no confirmation round
     assert report["explanations"] == [["dc-edge"]]

@@ -248,7 +248,9 @@ def test_routed_dns_late_unreachable_is_kept_and_stays_a_timeout(routed_lab: Rou
     assert patient.error is ProbeError.TIMEOUT and patient.rtts_ms == ()
     late = patient.detail["late_errors"]
     assert {(e["source"], e["type"], e["code"]) for e in late} == {(L.ROUTER4, 3, 1)}
-    assert all(2000 < e["after_ms"] < 5000 for e in late), late
+    # after the 0.5 s timeout (ARP gives up at ~3 s from the first packet to that
+    # next hop, which a concurrent probe may have sent earlier)
+    assert all(500 < e["after_ms"] < 5000 for e in late), late
     assert f"later ICMP host-unreachable from {L.ROUTER4}" in patient.message
     assert patient.duration_s < 0.5 + 4.0  # each attempt ended at its error
 

@@ -209,7 +209,9 @@ def test_a_late_unreachable_is_kept_and_the_attempt_stays_a_timeout(
     assert patient.rtts_ms == () and patient.notices == ()
     late = patient.detail["late_errors"]
     assert {(e["source"], e["type"], e["code"]) for e in late} == {(L.ROUTER4, 3, 1)}
-    assert all(2000 < e["after_ms"] < 5000 for e in late), late
+    # after the 0.5 s timeout (ARP gives up at ~3 s from the first packet to that
+    # next hop, which a concurrent probe may have sent earlier)
+    assert all(500 < e["after_ms"] < 5000 for e in late), late
     assert f"later ICMP host-unreachable from {L.ROUTER4}" in patient.message
     # each attempt ended at its error, not at the end of the window
     assert patient.duration_s < 0.5 + 4.0
