@@ -14,10 +14,10 @@ every target is on 127.0.0.0/8 (ICMP, and TCP to a listener this script runs).
 - blackbox_exporter: the same targets, one /probe?module=icmp and one
   ?module=tcp_connect per target per interval (its probes run per scrape).
 
-Every 10 s it reads each process's resident memory (VmRSS) and CPU time
+Every 10 s it reads each process's resident memory (VmRSS, MiB) and CPU time
 (/proc/PID/stat). Reported: RSS after warm-up (the first 10 % of the run),
 at the end, the peak, the least-squares slope of RSS over the rest of the run
-(MB per hour), CPU seconds, and netprobe/blackbox ratios. At the default 1 s
+(MiB per hour), CPU seconds, and netprobe/blackbox ratios. At the default 1 s
 interval an hour of soak is ten hours of `serve` at its default 10 s.
 """
 
@@ -227,8 +227,8 @@ def main() -> int:
                          "cpu": round(n["cpu_s"] / b["cpu_s"], 2) if b["cpu_s"] else None}
     print(f"soak: {args.duration:.0f} s at {args.interval:g} s, {args.endpoints} endpoints "
           f"(icmp + tcp each, two lines), {tick} ticks")
-    print(f"{'tool':<10} {'RSS warm MB':>11} {'RSS end MB':>10} {'peak MB':>8} "
-          f"{'slope MB/h':>10} {'CPU s':>7} {'failed':>6}")
+    print(f"{'tool':<10} {'RSS warm MiB':>11} {'RSS end MiB':>10} {'peak MiB':>8} "
+          f"{'MiB/h':>10} {'CPU s':>7} {'failed':>6}")
     for name, s in summary.items():
         slope = "-" if s["rss_slope_mb_per_h"] is None else f"{s['rss_slope_mb_per_h']:+.2f}"
         print(f"{name:<10} {s['rss_after_warmup_mb']:>11.1f} {s['rss_end_mb']:>10.1f} "
