@@ -171,7 +171,10 @@ def query(prom: str, expr: str) -> list[dict[str, Any]]:
         return json.loads(resp.read())["data"]["result"]
 
 
-def wait_for(prom: str, expr: str, want: float, timeout_s: float = 60.0) -> list[dict]:
+def wait_for(prom: str, expr: str, want: float, timeout_s: float = 60.0,
+             count: int = 1) -> list[dict]:
+    """Until `expr` has at least `count` series, all of value `want` (the two
+    exporters' first reports reach Prometheus at different scrapes)."""
     deadline = time.monotonic() + timeout_s
     result: list[dict] = []
     while time.monotonic() < deadline:
@@ -179,7 +182,7 @@ def wait_for(prom: str, expr: str, want: float, timeout_s: float = 60.0) -> list
             result = query(prom, expr)
         except OSError:
             result = []
-        if result and all(float(r["value"][1]) == want for r in result):
+        if len(result) >= count and all(float(r["value"][1]) == want for r in result):
             return result
         time.sleep(0.5)
     raise AssertionError(f"{expr} did not become {want} in {timeout_s} s: {result}")
@@ -212,8 +215,8 @@ scrape_configs:
              "--storage.tsdb.retention.time=1h"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
         procs.append(prom)
-        wait_for(prom_at, 'up{job="netprobe"}', 1.0)
-        healthy = wait_for(prom_at, "netprobe:carrier_down", 0.0)
+        wait_for(prom_at, 'up{job="netprobe"}', 1.0, count=2)
+        healthy = wait_for(prom_at, "netprobe:carrier_down", 0.0, count=2)
         assert {r["metric"]["carrier"] for r in healthy} == {"carrier-a", "carrier-b"}
         assert len(query(prom_at, 'netprobe_line_info{carrier="carrier-a"}')) == 2
 
