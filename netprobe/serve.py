@@ -48,7 +48,7 @@ from netprobe.errors import NetprobeError
 from netprobe.evidence import Evidence, ProbeError, ProbeResult
 from netprobe.report.model import Report, build_report
 from netprobe.signals import loop_stops_on_signals
-from netprobe.topology import Kind, Topology
+from netprobe.topology import Topology
 from netprobe.watch.engine import DrillRunner, WatchOptions, groups_crossed
 from netprobe.watch.timeline import Cycle, Route
 
@@ -304,20 +304,8 @@ class ServeCollector(Collector):
         interval = GaugeMetricFamily("netprobe_serve_interval_seconds", "Time between probe "
                                      "cycles", labels=["vantage"])
         interval.add_metric([v], self.state.options.interval_s)
-        yield from (cycles, slow, window, interval, line_info(self.state.topology))
-
-
-def line_info(topology: Topology) -> GaugeMetricFamily:
-    """`netprobe_line_info{component, carrier, group} 1`: what joins sites in
-    Prometheus. Lines are each site's own; carriers are shared, so the recording
-    rules count a carrier's down lines across vantages through this."""
-    info = GaugeMetricFamily("netprobe_line_info", "A line of this vantage, with its carrier "
-                             "and redundancy group (always 1)",
-                             labels=["vantage", "component", "carrier", "group"])
-    for c in topology.components.values():
-        if c.kind == Kind.LINE:
-            info.add_metric([topology.vantage, c.name, c.carrier or "", c.group or ""], 1.0)
-    return info
+        # netprobe_line_info, which joins sites by carrier, comes with the report
+        yield from (cycles, slow, window, interval)
 
 
 # -- HTTP ---------------------------------------------------------------------------

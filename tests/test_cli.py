@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -284,3 +285,35 @@ def test_schema_report_and_history_describe_what_check_and_history_write(
         assert not validator.is_valid({**doc, "schema": "something/else"})
     assert run("schema").stdout != run("schema", "--report").stdout
     assert run("schema", "--report", "--history").exit_code == 3
+
+
+def test_prometheus_file_of_check_carries_line_info_for_cross_site_joins(tmp_path, tcp_listener):
+    """A site exported by cron (textfile collector) joins the others by carrier in
+    Prometheus like a `serve` site does; promtool accepts the file."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    config = tmp_path / "site.yaml"
+    config.write_text(textwrap.dedent(f"""
+        version: 1
+        vantage: branch-2
+        defaults: {{timeout: 300ms, attempts: 1}}
+        devices:
+          ce: {{address: 127.0.0.1}}
+        lines:
+          fibre-a: {{device: ce, far_end: 127.0.0.2, carrier: carrier-a, group: wan, priority: 1}}
+          dsl-b: {{device: ce, far_end: 127.0.0.3, carrier: carrier-b, group: wan, priority: 2}}
+        endpoints:
+          web: {{address: 127.0.0.1, path: [ce, wan], probes: [tcp/{tcp_listener.port}]}}
+        """), encoding="utf-8")
+    out = tmp_path / "m.prom"
+    result = run("check", str(config), "-q", "--no-trace", "-o", str(out))
+    assert out.is_file(), result.output
+    text = out.read_text()
+    info = {(s.labels["component"], s.labels["carrier"], s.labels["group"])
+            for m in text_string_to_metric_families(text) if m.name == "netprobe_line_info"
+            for s in m.samples if s.labels["vantage"] == "branch-2" and s.value == 1.0}
+    assert info == {("fibre-a", "carrier-a", "wan"), ("dsl-b", "carrier-b", "wan")}
+    if shutil.which("promtool"):
+        lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                              text=True, timeout=60)
+        assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -20,6 +20,11 @@ can be scraped side by side. Metrics:
 - `netprobe_group_active_line{group,line}`: 1 for the line carrying traffic,
   0 for the others; all 0 when the active line is not known.
 - `netprobe_findings{severity}`: number of findings of each severity.
+- `netprobe_line_info{component,carrier,group}`: 1 for each line of the
+  embedded topology (`check` and `serve` embed it). Lines are each site's own,
+  carriers are shared: the cross-site recording rules in configs/prometheus
+  join sites by carrier through this, whether a site is scraped from `serve`
+  or from a textfile that cron writes.
 - `netprobe_run_duration_seconds`, `netprobe_run_status` (the exit code:
   0 ok, 1 warning, 2 critical, 3 unknown), `netprobe_last_run_timestamp_seconds`
   (when the run finished, for staleness alerts).
@@ -117,6 +122,17 @@ class ReportCollector(Collector):
                         for f in r.findings)
                 findings.add_metric([v, str(sev), str(static).lower()], float(n))
         yield findings
+
+        lines = (r.extra.get("topology") or {}).get("lines") if isinstance(
+            r.extra.get("topology"), dict) else None
+        if isinstance(lines, dict) and lines:
+            info = gauge("line_info", "A line of this vantage, with its carrier and "
+                         "redundancy group (always 1)", ["component", "carrier", "group"])
+            for name, line in lines.items():
+                line = line if isinstance(line, dict) else {}
+                info.add_metric([v, name, str(line.get("carrier") or ""),
+                                 str(line.get("group") or "")], 1.0)
+            yield info
 
         duration = gauge("run_duration_seconds", "How long the run took", [])
         duration.add_metric([v], r.evidence.duration_s)
