@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 NP     := $(BIN)/netprobe
 
-.PHONY: install lock deps-check test test-fast lint demo demo-local lab-up lab-down bench bench-check bench-icmp bench-history bench-scale bench-config clean
+.PHONY: install junit-xsd lock deps-check test test-fast lint demo demo-local lab-up lab-down bench bench-check bench-icmp bench-history bench-scale bench-config clean
 
 install: $(BIN)/netprobe
 
@@ -31,6 +31,19 @@ deps-check:
 	.venv-latest/bin/pip install --quiet -e '.[test]'
 	.venv-latest/bin/pip freeze --exclude-editable > .venv-latest/versions.txt
 	.venv-latest/bin/pytest -q -p no:cacheprovider -m "not lab"
+
+# Jenkins xUnit's own junit-10.xsd (MIT), as pytest's source distribution on PyPI
+# ships it for its own tests: the JUnit schema test validates against it when
+# present (CI fetches it; offline, that test skips and ours still runs).
+JUNIT_XSD := .cache/junit-10.xsd
+junit-xsd: $(JUNIT_XSD)
+$(JUNIT_XSD): constraints.txt | install
+	rm -rf .cache/sdist && mkdir -p .cache/sdist
+	$(BIN)/pip download --quiet --no-deps --no-binary :all: -d .cache/sdist \
+	  "$$(grep -i '^pytest==' constraints.txt)"
+	tar -xzf .cache/sdist/pytest-*.tar.gz -C .cache/sdist --no-same-owner --wildcards '*/testing/example_scripts/junit-10.xsd'
+	mv .cache/sdist/pytest-*/testing/example_scripts/junit-10.xsd $@
+	rm -rf .cache/sdist
 
 # The whole suite. Tests that need root or the namespace lab skip themselves
 # (with the reason) when run unprivileged; CI runs as root and runs them all.
@@ -80,4 +93,4 @@ bench-config: install
 	$(BIN)/python bench/config_hostile.py
 
 clean:
-	rm -rf $(VENV) .venv-latest .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .venv-latest .cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
