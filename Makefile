@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 NP     := $(BIN)/netprobe
 
-.PHONY: install junit-xsd lock deps-check test test-fast lint demo demo-local lab-up lab-down bench bench-check bench-icmp bench-history bench-scale bench-config clean
+.PHONY: install junit-xsd node-tools lock deps-check test test-fast lint demo demo-local lab-up lab-down bench bench-check bench-icmp bench-history bench-scale bench-config clean
 
 install: $(BIN)/netprobe
 
@@ -47,7 +47,18 @@ $(JUNIT_XSD): constraints.txt | install
 
 # The whole suite. Tests that need root or the namespace lab skip themselves
 # (with the reason) when run unprivileged; CI runs as root and runs them all.
+# ajv-cli (npm), pinned by .ci/node/package-lock.json: the editor-schema test's
+# JavaScript validator.
+AJV := .ci/node/node_modules/.bin/ajv
+node-tools: $(AJV)
+$(AJV): .ci/node/package-lock.json
+	npm ci --prefix .ci/node --silent --no-audit --no-fund
+
+# Best effort for the two outside checkers: offline or without npm, their tests
+# skip with the reason.
 test: install
+	@$(MAKE) -s junit-xsd >/dev/null 2>&1 || echo "(Jenkins xUnit's junit-10.xsd not fetched: that schema test skips)"
+	@$(MAKE) -s node-tools >/dev/null 2>&1 || echo "(ajv-cli not installed, needs npm: that schema test skips)"
 	$(BIN)/pytest -q
 
 # Without the namespace lab: quick feedback while editing.

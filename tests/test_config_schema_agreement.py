@@ -218,7 +218,7 @@ def test_non_ascii_names_pass_check_jsonschema(tmp_path):
 AJV = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "ajv"
 
 
-@pytest.mark.skipif(not AJV.exists(), reason="ajv-cli not installed (npm ci --prefix .ci/node)")
+@pytest.mark.skipif(not AJV.exists(), reason="ajv-cli not installed: run `make node-tools` (needs npm)")
 def test_ajv_the_javascript_validator_of_editors_agrees(tmp_path):
     """ajv (strict mode, Unicode regular expressions, as editors run it): the schema
     holds no keyword it does not know, accepts names in other scripts and the shipped
