@@ -184,7 +184,8 @@ def test_version_and_help_read_as_words():
     proc = subprocess.run([sys.executable, "-m", "netprobe", "--version"], capture_output=True,
                           text=True, timeout=30)
     assert proc.returncode == 0 and proc.stdout.strip() == "netprobe 0.1.0"
-    commands = [("check",), ("validate",), ("diagnose",), ("history",), ("watch",), ("demo",), ("serve",), ("merge",), ("schema",),
+    commands = [("check",), ("validate",), ("diagnose",), ("history",), ("watch",), ("demo",),
+                ("serve",), ("merge",), ("schema",),
                 *(("lab", sub) for sub in ("up", "down", "status", "break", "heal", "exec"))]
     for command in commands:  # through the entry point, which mounts `lab`
         text = subprocess.run([sys.executable, "-m", "netprobe", *command, "--help"],
