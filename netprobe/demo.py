@@ -61,7 +61,9 @@ def _check(console: Console, config: Path, extra: list[str], report: Path) -> di
     argv = [sys.executable, "-m", "netprobe", "check", str(config), "-o", str(report), *extra]
     console.print("$ netprobe " + " ".join(argv[3:]), style="dim", markup=False)
     proc = subprocess.run(argv, check=False)
-    if proc.returncode == 3 or not report.exists():
+    # exit 3 with a report is a verdict too (UNKNOWN: e.g. ICMP not measured
+    # without privilege); only a run that wrote nothing has nothing to show
+    if not report.exists():
         raise NetprobeError(f"the check exited {proc.returncode} without a usable report; "
                             "see its message above")
     return json.loads(report.read_text(encoding="utf-8"))

@@ -318,3 +318,13 @@ def test_prometheus_file_of_check_carries_line_info_for_cross_site_joins(tmp_pat
         lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                               text=True, timeout=60)
         assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_demo_local_runs_end_to_end_with_or_without_icmp_privilege():
+    """`make demo-local`, the README's no-root demo: a verdict and exit 0 whether
+    ICMP is measured (root) or reported as not measured (UNKNOWN report)."""
+    proc = subprocess.run([sys.executable, "-m", "netprobe", "demo", "local"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "without a usable report" not in proc.stdout + proc.stderr
+    assert re.search(r"status (ok|unknown) \(exit [03]\)", proc.stdout), proc.stdout
