@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import statistics
 import struct
+import sys
 import time
 
 import pytest
-from conftest import LOOPBACK, RoutedLab, ipv6_loopback_works
+from conftest import LOOPBACK, RoutedLab, ipv6_loopback_works, sh
 
 from netprobe.evidence import IcmpNotice, Outcome, ProbeError, ProbeResult
 from netprobe.lab.listeners import TcpListener
 from netprobe.probes import get_probe
 from netprobe.probes.interface import ProbeContext, ProbeTask, RateLimiter
-from netprobe.probes.tcp import PROBE, parse_extended_err
+from netprobe.probes.tcp import PROBE, connect_once, kernel_rtt_ms, parse_extended_err, summarize
+
+LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                           reason="the kernel's handshake RTT (TCP_INFO) is read on Linux only")
 
 
 def task(address: str, port: int, **kw) -> ProbeTask:
@@ -41,11 +46,77 @@ def test_open_port_counts_every_connect_and_closes_them(tcp_listener: TcpListene
     assert result.error is None and result.reached is True
     assert (result.sent, result.received) == (4, 4)
     assert all(0 < rtt < 1000 for rtt in result.rtts_ms)
-    assert result.detail == {"port": tcp_listener.port, "outcomes": ["open"] * 4}
+    assert result.detail == {"port": tcp_listener.port, "outcomes": ["open"] * 4,
+                             "rtt_source": "kernel" if sys.platform.startswith("linux") else "clock"}
     deadline = time.monotonic() + 2
     while tcp_listener.accepted < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert tcp_listener.accepted == 4  # real handshakes reached the listener
+
+
+@LINUX
+def test_loopback_rtt_is_the_kernels_handshake_time(tcp_listener: TcpListener) -> None:
+    async def main() -> list:
+        return [await connect_once(socket.AF_INET, (tcp_listener.host, tcp_listener.port), 1.0)
+                for _ in range(5)]
+
+    attempts = asyncio.run(main())
+    assert [a.rtt_source for a in attempts] == ["kernel"] * 5
+    # loopback: tens of microseconds, a 1 us floor; never more than the clock around it
+    assert all(0.001 <= a.rtt_ms <= a.clock_ms for a in attempts), attempts
+    assert statistics.median(a.rtt_ms for a in attempts) < 20, attempts
+
+
+@LINUX
+def test_kernel_rtt_needs_a_connected_socket(tcp_listener: TcpListener) -> None:
+    with socket.socket() as fresh:
+        assert kernel_rtt_ms(fresh) is None  # TCP_CLOSE: no handshake, no figure
+    with socket.socket() as listening:
+        listening.bind((LOOPBACK, 0))
+        listening.listen()
+        assert kernel_rtt_ms(listening) is None
+    with socket.create_connection((tcp_listener.host, tcp_listener.port), timeout=2) as conn:
+        rtt_ms = kernel_rtt_ms(conn)
+        assert rtt_ms is not None and 0 < rtt_ms < 100
+
+
+def stalled_connects(host: str, port: int, n: int, stall_s: float, timeout_s: float) -> list:
+    """`n` connects issued, then the event loop held by a blocking callback for
+    `stall_s` before it can notice any of them: a loop busy with thousands of
+    other probes, as in a check with --rate 0."""
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        attempts = [asyncio.ensure_future(connect_once(socket.AF_INET, (host, port), timeout_s))
+                    for _ in range(n)]
+        # runs after the tasks' first steps (each connect() issued, waiting to be
+        # noticed) and before the loop next polls its sockets
+        loop.call_soon(time.sleep, stall_s)
+        return list(await asyncio.gather(*attempts))
+
+    return asyncio.run(main())
+
+
+@LINUX
+def test_a_busy_event_loop_does_not_inflate_the_rtt(tcp_listener: TcpListener) -> None:
+    attempts = stalled_connects(tcp_listener.host, tcp_listener.port, 5, 0.3, 2.0)
+    assert [a.outcome for a in attempts] == ["open"] * 5
+    # the clock, read when the loop noticed, carries the whole stall ...
+    assert all(a.clock_ms >= 300 for a in attempts), attempts
+    # ... the kernel's handshake time does not
+    assert all(a.rtt_source == "kernel" and a.rtt_ms < 50 for a in attempts), attempts
+    result = summarize(task(tcp_listener.host, tcp_listener.port, attempts=5), attempts,
+                       time.time(), 0.3)
+    assert result.outcome is Outcome.OK and result.rtt_max_ms < 50
+    assert result.detail["rtt_source"] == "kernel"
+
+
+@LINUX
+def test_a_connect_noticed_after_its_timeout_is_open_when_the_kernel_says_in_time(
+        tcp_listener: TcpListener) -> None:
+    # the loop wakes after the 0.1 s deadline, with the handshakes long done
+    attempts = stalled_connects(tcp_listener.host, tcp_listener.port, 3, 0.3, 0.1)
+    assert [a.outcome for a in attempts] == ["open"] * 3, attempts
+    assert all(a.rtt_source == "kernel" and a.rtt_ms < 50 for a in attempts), attempts
 
 
 def test_closed_port_is_refused_and_proves_the_host_up(closed_tcp_port) -> None:
@@ -215,6 +286,33 @@ def test_a_late_unreachable_is_kept_and_the_attempt_stays_a_timeout(
     assert f"later ICMP host-unreachable from {L.ROUTER4}" in patient.message
     # each attempt ended at its error, not at the end of the window
     assert patient.duration_s < 0.5 + 4.0
+
+
+# the router drops the first SYN to the server's port 80, and lets the retransmission through
+_FIRST_SYN_LOST = """
+table inet npt_synloss {
+    chain forward {
+        type filter hook forward priority -1; policy accept;
+        ip daddr 198.18.2.10 tcp dport 80 tcp flags & (syn | ack) == syn limit rate 1/minute burst 1 packets drop
+    }
+}
+"""
+
+
+@pytest.mark.root
+@LINUX
+def test_a_retransmitted_syn_is_timed_by_the_clock(routed_lab: RoutedLab, tmp_path) -> None:
+    L = routed_lab
+    rules = tmp_path / "synloss.nft"
+    rules.write_text(_FIRST_SYN_LOST)
+    sh("ip", "netns", "exec", L.router, "nft", "-f", str(rules))
+    try:
+        (result,) = L.run([task(L.SERVER4, L.TCP_PORT, attempts=1, timeout_s=3.0)])
+    finally:
+        sh("ip", "netns", "exec", L.router, "nft", "delete", "table", "inet", "npt_synloss")
+    # the kernel's RTT is the retransmission's alone; the user waited the 1 s RTO as well
+    assert result.received == 1 and result.detail["rtt_source"] == "clock"
+    assert 900 <= result.rtts_ms[0] < 3000, result.rtts_ms
 
 
 @pytest.mark.root

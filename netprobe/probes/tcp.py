@@ -18,6 +18,15 @@ evidence to hand to a carrier, so it is kept as an `IcmpNotice`. An attempt
 that timed out keeps its socket `task.late_grace_s` longer: an ICMP error that
 comes then (a router that gave up resolving a dead next hop) is kept in
 `detail["late_errors"]`; the attempt stays a timeout.
+
+The RTT of an open attempt is the kernel's own timing of the handshake (SYN
+sent -> SYN-ACK received, `tcpi_rtt` of TCP_INFO) where Linux gives it: a
+clock read when the event loop notices the connect measures the loop's backlog
+too, which with thousands of connects in flight is most of a second.
+Elsewhere, or when the SYN was retransmitted (the wait for the retransmission
+is part of connecting, and only the clock saw it), it is the wall-clock time
+from `connect()` until the loop noticed. `detail["rtt_source"]` says which:
+`kernel`, `clock`, or `mixed`.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import errno
 import ipaddress
 import socket
 import struct
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -46,6 +56,17 @@ _SO_EE_ORIGIN_ICMP6 = 3
 _EXTENDED_ERR = struct.Struct("=IBBBBII")
 
 OPEN = "open"
+
+# struct tcp_info (linux/tcp.h) only grows at its end: tcpi_state is the u8 at
+# offset 0, tcpi_rtt (smoothed RTT, µs) the u32 at 68, tcpi_total_retrans the
+# u32 at 100. After a handshake and nothing else, tcpi_rtt is its one sample.
+_TCP_INFO = getattr(socket, "TCP_INFO", 11) if sys.platform.startswith("linux") else None
+_TCP_INFO_LEN = 104
+_TCPI_RTT_OFFSET = 68
+_TCPI_TOTAL_RETRANS_OFFSET = 100
+_TCP_CONNECTED_STATES = (1, 8)  # TCP_ESTABLISHED, TCP_CLOSE_WAIT (the peer closed already)
+KERNEL_RTT = "kernel"
+CLOCK_RTT = "clock"
 
 # Errno of a failed connect -> the outcome it means. Anything not listed is an
 # `unreachable` with the errno in the message: the network said no, somehow.
@@ -106,6 +127,8 @@ class Attempt:
 
     outcome: str  # OPEN or a ProbeError value
     rtt_ms: float | None = None
+    rtt_source: str | None = None  # KERNEL_RTT or CLOCK_RTT, when open
+    clock_ms: float | None = None  # connect() until the event loop noticed, when open
     errno_name: str | None = None
     notices: tuple[IcmpNotice, ...] = ()
     late_errors: tuple[dict, ...] = ()  # ICMP errors after the timeout, with `after_ms`
@@ -166,6 +189,33 @@ def _sockaddr_address(raw: bytes) -> str | None:
     return None
 
 
+def kernel_rtt_ms(sock: socket.socket) -> float | None:
+    """The connected handshake's round trip as the kernel timed it, in ms; None
+    where there is none to trust: not Linux, not connected, no sample, or a
+    retransmitted SYN (then the connect took longer than one round trip)."""
+    if _TCP_INFO is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_LEN)
+    except OSError:
+        return None
+    if len(raw) < _TCP_INFO_LEN or raw[0] not in _TCP_CONNECTED_STATES:
+        return None
+    (rtt_us,) = struct.unpack_from("=I", raw, _TCPI_RTT_OFFSET)
+    (retransmits,) = struct.unpack_from("=I", raw, _TCPI_TOTAL_RETRANS_OFFSET)
+    if rtt_us == 0 or retransmits:
+        return None
+    return rtt_us / 1000.0
+
+
+def _opened(sock: socket.socket, clock_ms: float) -> Attempt:
+    kernel_ms = kernel_rtt_ms(sock)
+    # more than the wall clock around the connect cannot be this handshake
+    if kernel_ms is None or kernel_ms > clock_ms:
+        return Attempt(outcome=OPEN, rtt_ms=clock_ms, rtt_source=CLOCK_RTT, clock_ms=clock_ms)
+    return Attempt(outcome=OPEN, rtt_ms=kernel_ms, rtt_source=KERNEL_RTT, clock_ms=clock_ms)
+
+
 async def connect_once(family: int, sockaddr: tuple, timeout_s: float,
                        late_grace_s: float = 0.0) -> Attempt:
     """One non-blocking connect, closed as soon as it is established."""
@@ -195,6 +245,12 @@ async def connect_once(family: int, sockaddr: tuple, timeout_s: float,
                     # shielded: a late-error window may wait on it further
                     finished = await asyncio.shield(done)
             except TimeoutError:
+                # A busy loop can notice a connect only after its timeout: the
+                # kernel's handshake time says whether it was in time.
+                kernel_ms = kernel_rtt_ms(sock)
+                if kernel_ms is not None and kernel_ms <= timeout_s * 1000.0:
+                    return Attempt(outcome=OPEN, rtt_ms=kernel_ms, rtt_source=KERNEL_RTT,
+                                   clock_ms=(time.perf_counter() - started) * 1000.0)
                 notices = read_icmp_errors(sock)
                 late = await _late_errors(sock, done, started, late_grace_s) \
                     if late_grace_s > 0 and not notices else ()
@@ -207,7 +263,7 @@ async def connect_once(family: int, sockaddr: tuple, timeout_s: float,
         # SO_ERROR first: reading the error queue clears the pending socket error.
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err == 0:
-            return Attempt(outcome=OPEN, rtt_ms=(finished - started) * 1000.0)
+            return _opened(sock, (finished - started) * 1000.0)
         return _failed(err, local=False, notices=read_icmp_errors(sock))
     finally:
         sock.close()
@@ -308,6 +364,9 @@ def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float,
             failures[o], -_PRECEDENCE.index(ProbeError(o)))))
         message = _message(error, task, failures[error], len(attempts), notices, attempts)
     detail: dict = {"port": task.port, "outcomes": outcomes}
+    sources = {a.rtt_source for a in attempts if a.rtt_source}
+    if sources:
+        detail["rtt_source"] = sources.pop() if len(sources) == 1 else "mixed"
     late = [e for a in attempts for e in a.late_errors]
     if late and not rtts:
         detail["late_errors"] = late
