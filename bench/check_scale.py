@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -179,9 +180,16 @@ def main(argv: list[str] | None = None) -> int:
                 text=True, check=True, timeout=300).stdout)
             peers = {name: out.read_text() for name, out in outputs.items()
                      if not name.startswith("netprobe")}
-            states = {c["name"]: c["state"] for c in json.loads(run_json.read_text())["components"]}
+            report = json.loads(run_json.read_text())
+            states = {c["name"]: c["state"] for c in report["components"]}
             right = sum((states.get(f"e{i:05d}") == "up") == (a in live)
                         for i, a in enumerate(targets))
+            # a live service is healthy: over the lab's veth its connect takes well under 1 ms
+            degraded = sum(states.get(f"e{i:05d}/tcp/{PORT}") == "degraded"
+                           for i, a in enumerate(targets) if a in live)
+            tcp = [p for p in report["probes"] if p["kind"] == "tcp" and p["rtts_ms"]]
+            tcp_rtts = sorted(r for p in tcp for r in p["rtts_ms"])
+            sources = Counter(p["detail"].get("rtt_source", "clock") for p in tcp)
         finally:
             listener.terminate()
             listener.wait(timeout=10)
@@ -207,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         seen = text.count(" is alive") if name.startswith("fping") else text.count("/tcp open")
         print(f"{name}: {seen:,} of {len(live):,} live targets answered")
     print(f"endpoints classified correctly (up or not, against the lab): {right / len(targets):.2%}")
+    if tcp_rtts:
+        print(f"live tcp services degraded: {degraded:,} of {len(live):,}; tcp connect RTT ms "
+              f"median {statistics.median(tcp_rtts):.3f}, "
+              f"p99 {tcp_rtts[min(len(tcp_rtts) - 1, int(0.99 * len(tcp_rtts)))]:.3f}, "
+              f"max {tcp_rtts[-1]:.3f}; rtt_source {dict(sources)}")
     print(f"table: {len(table_lines)} lines for {args.n:,} endpoints; first lines:")
     print("\n".join(table_lines[:8]))
     print("...")
