@@ -106,6 +106,15 @@ def trace_hops(netns: str, address: str, port: int = 443) -> list[str | None]:
     return [h["address"] for h in result.detail["hops"]]
 
 
+def tcp_probe(netns: str, address: str, port: int) -> Any:
+    from netprobe.probes.interface import ProbeContext, ProbeTask
+    from netprobe.probes.tcp import PROBE
+
+    task = ProbeTask(id="t", kind="tcp", target="t", address=address, port=port, attempts=3,
+                     interval_s=0.05, timeout_s=2.0)
+    return run_in_netns(netns, asyncio.run, PROBE.run(task, ProbeContext()))
+
+
 # == the lab itself ===============================================================
 
 def test_up_builds_a_working_lab(lab: Lab):
@@ -203,6 +212,10 @@ def test_primary_slow_adds_about_200_ms(lab: Lab):
     assert statistics.median(fast) < 50, fast
     assert tcp_connect(lab.office, layout.SERVER_ADDR, 443, 2.0) is True  # TCP survives it
     assert lab.active_line() == A.name  # a slow line is not a dead one
+    # the TCP probe's RTT is the kernel's handshake time, and it carries the delay too
+    result = tcp_probe(lab.office, layout.SERVER_ADDR, 443)
+    assert result.received == 3 and result.detail["rtt_source"] == "kernel"
+    assert 180 <= statistics.median(result.rtts_ms) <= 280, result.rtts_ms
 
 
 def test_primary_lossy_loses_about_30_percent_without_failover(lab: Lab):
