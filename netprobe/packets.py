@@ -6,6 +6,21 @@ from __future__ import annotations
 import socket
 import struct
 
+# SO_TIMESTAMPNS (== SCM_TIMESTAMPNS): the kernel stamps each datagram with its
+# receive time (CLOCK_REALTIME, a struct timespec), so an RTT leaves out how
+# long a busy event loop took to notice the datagram.
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("=qq")
+
+
+def kernel_rx_time_s(ancdata: list[tuple[int, int, bytes]]) -> float | None:
+    """The receive time (seconds, CLOCK_REALTIME) in a recvmsg's ancillary data."""
+    for level, kind, value in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= TIMESPEC.size:
+            sec, nsec = TIMESPEC.unpack_from(value)
+            return sec + nsec / 1e9
+    return None
+
 
 def ones_complement_sum(data: bytes) -> int:
     """16-bit one's-complement sum of `data` (padded to an even length)."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import time
 
 import dns.message
+import dns.rdatatype
 import dns.rrset
 import pytest
 from conftest import LOOPBACK, RoutedLab, free_port, ipv6_loopback_works
@@ -14,7 +16,7 @@ from conftest import LOOPBACK, RoutedLab, free_port, ipv6_loopback_works
 from netprobe.evidence import Outcome, ProbeError, ProbeResult
 from netprobe.lab.dns_server import DnsServer
 from netprobe.probes import get_probe
-from netprobe.probes.dns import PROBE
+from netprobe.probes.dns import PROBE, query_once
 from netprobe.probes.interface import ProbeContext, ProbeTask, RateLimiter
 
 
@@ -44,8 +46,32 @@ def test_expected_answer_is_success_with_full_detail(dns_server: DnsServer) -> N
     assert result.detail == {
         "query": "www.intra.example", "type": "A", "rcode": "NOERROR",
         "answers": ["203.0.113.10"], "expect": ["203.0.113.10"], "tcp_fallback": False,
-        "server": LOOPBACK, "port": dns_server.port, "outcomes": ["ok", "ok"]}
+        "server": LOOPBACK, "port": dns_server.port, "outcomes": ["ok", "ok"],
+        "rtt_source": "kernel" if sys.platform.startswith("linux") else "clock"}
     assert dns_server.queries_udp == 2 and dns_server.queries_tcp == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="kernel receive stamps (SO_TIMESTAMPNS) are read on Linux only")
+def test_a_busy_event_loop_does_not_inflate_the_rtt(dns_server: DnsServer) -> None:
+    """Five queries sent, then our event loop held for 0.3 s before it can read
+    any answer (a loop busy with thousands of probes, as with --rate 0). The
+    server answers from its own thread at once; the kernel's receive stamp says
+    so, the clock read after the stall would not."""
+    async def main() -> tuple[list, float]:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        attempts = [asyncio.ensure_future(query_once(
+            dns.message.make_query("www.intra.example", "A"), LOOPBACK, dns_server.port, 2.0,
+            dns.rdatatype.A, ["203.0.113.10"], ProbeContext())) for _ in range(5)]
+        loop.call_soon(time.sleep, 0.3)  # after each query went out, before any answer is read
+        done = await asyncio.gather(*attempts)
+        return list(done), time.perf_counter() - started
+
+    attempts, elapsed_s = asyncio.run(main())
+    assert elapsed_s >= 0.3  # the stall happened inside every exchange
+    assert [a.outcome for a in attempts] == ["ok"] * 5, attempts
+    assert all(a.rtt_source == "kernel" and a.rtt_ms < 50 for a in attempts), attempts
 
 
 def test_no_expect_accepts_any_noerror_answer(dns_server: DnsServer) -> None:

@@ -19,6 +19,7 @@ An attempt ends in one of:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import socket
@@ -38,9 +39,11 @@ import dns.rdataclass
 import dns.rdatatype
 
 from netprobe.evidence import IcmpNotice, ProbeError, ProbeResult, not_measured
-from netprobe.packets import late_text
+from netprobe.packets import SO_TIMESTAMPNS, TIMESPEC, kernel_rx_time_s, late_text
 from netprobe.probes.interface import ProbeContext, ProbeTask
 from netprobe.probes.tcp import (
+    CLOCK_RTT,
+    KERNEL_RTT,
     LOCAL_REFUSAL_ERRNOS,
     LOCAL_RESOURCE_ERRNOS,
     NOT_SENT,
@@ -74,6 +77,7 @@ class Attempt:
 
     outcome: str  # OK or a ProbeError value
     rtt_ms: float | None = None  # query sent to answer read (both legs after a TCP fallback)
+    rtt_source: str | None = None  # KERNEL_RTT (the answer's kernel receive stamp) or CLOCK_RTT
     rcode: str | None = None
     answers: tuple[str, ...] = ()
     tcp_fallback: bool = False
@@ -130,6 +134,14 @@ def _answer_rdatas(response: dns.message.Message, rdtype: int) -> list[dns.rdata
 
 # -- one attempt -------------------------------------------------------------
 
+_ANCDATA_SIZE = socket.CMSG_SPACE(TIMESPEC.size)
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
 class ConnectedUdp(dns.asyncbackend.DatagramSocket):
     """A connected UDP socket with IP_RECVERR, for dnspython's async `udp()`.
 
@@ -146,6 +158,11 @@ class ConnectedUdp(dns.asyncbackend.DatagramSocket):
         # and parsing messages (our CPU, not the network).
         self.sent_at: float | None = None
         self.received_at: float | None = None
+        # The same pair on the wall clock, the receive side from the kernel
+        # (SO_TIMESTAMPNS): with thousands of queries in flight the event loop
+        # notices an answer late, and only the kernel's stamp leaves that out.
+        self.sent_wall: float | None = None
+        self.received_kernel: float | None = None
 
     @classmethod
     def open(cls, server: str, port: int) -> ConnectedUdp:
@@ -154,6 +171,8 @@ class ConnectedUdp(dns.asyncbackend.DatagramSocket):
         try:
             sock.setblocking(False)
             enable_recverr(sock)
+            with contextlib.suppress(OSError):  # not Linux: the clock stands in
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.connect(sockaddr)  # no packet: only picks the route and source address
         except OSError:
             sock.close()
@@ -162,17 +181,47 @@ class ConnectedUdp(dns.asyncbackend.DatagramSocket):
 
     async def sendto(self, what: bytes, destination: Any, timeout: float | None) -> int:
         self.sent_at = time.perf_counter()
+        self.sent_wall = time.time()
         await asyncio.get_running_loop().sock_sendall(self.sock, what)
         return len(what)
 
     async def recvfrom(self, size: int, timeout: float | None) -> tuple[bytes, Any]:
         try:
             async with asyncio.timeout(timeout):
-                data = await asyncio.get_running_loop().sock_recv(self.sock, size)
+                data, ancdata = await self._recvmsg(size)
         except TimeoutError:
             raise dns.exception.Timeout(timeout=timeout) from None
         self.received_at = time.perf_counter()
+        self.received_kernel = kernel_rx_time_s(ancdata)
         return data, self.sock.getpeername()
+
+    async def _recvmsg(self, size: int) -> tuple[bytes, list]:
+        """One datagram and its ancillary data (asyncio has no sock_recvmsg)."""
+        loop = asyncio.get_running_loop()
+        fd = self.sock.fileno()
+        while True:
+            try:
+                data, ancdata, _flags, _addr = self.sock.recvmsg(size, _ANCDATA_SIZE)
+                return data, ancdata
+            except (BlockingIOError, InterruptedError):
+                pass
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _wake, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+
+    def rtt_ms(self) -> tuple[float, str] | None:
+        """The UDP exchange's RTT and where it came from (`kernel` or `clock`)."""
+        if self.sent_at is None or self.received_at is None:
+            return None
+        clock_ms = (self.received_at - self.sent_at) * 1000.0
+        if self.received_kernel is not None and self.sent_wall is not None:
+            kernel_ms = (self.received_kernel - self.sent_wall) * 1000.0
+            if 0.0 <= kernel_ms <= clock_ms:  # a wall-clock step: keep the clock's
+                return kernel_ms, KERNEL_RTT
+        return clock_ms, CLOCK_RTT
 
     def icmp_errors(self) -> tuple[IcmpNotice, ...]:
         return read_icmp_errors(self.sock)
@@ -243,10 +292,11 @@ async def query_once(query: dns.message.Message, server: str, port: int, timeout
         # The server spoke but not DNS we can use (closed the TCP leg, garbage).
         return Attempt(outcome=ProbeError.DNS_ERROR.value, tcp_fallback=tcp_fallback,
                        why=f"unusable answer: {type(exc).__name__} {exc}".strip())
-    if tcp_fallback or udp.sent_at is None or udp.received_at is None:
-        rtt_ms = (time.perf_counter() - (udp.sent_at or started)) * 1000.0
+    measured = None if tcp_fallback else udp.rtt_ms()
+    if measured is None:
+        rtt_ms, rtt_source = (time.perf_counter() - (udp.sent_at or started)) * 1000.0, CLOCK_RTT
     else:
-        rtt_ms = (udp.received_at - udp.sent_at) * 1000.0
+        rtt_ms, rtt_source = measured
     rcode = dns.rcode.to_text(response.rcode())
     rdatas = _answer_rdatas(response, rdtype)
     answers = tuple(rd.to_text() for rd in rdatas)
@@ -255,7 +305,7 @@ async def query_once(query: dns.message.Message, server: str, port: int, timeout
         return Attempt(outcome=ProbeError.DNS_ERROR.value, **common)
     if expect is not None and not answers_match(dns.rdatatype.to_text(rdtype), rdatas, expect):
         return Attempt(outcome=ProbeError.DNS_MISMATCH.value, **common)
-    return Attempt(outcome=OK, rtt_ms=rtt_ms, **common)
+    return Attempt(outcome=OK, rtt_ms=rtt_ms, rtt_source=rtt_source, **common)
 
 
 def _failed(exc: OSError, *, local: bool, tcp_fallback: bool = False,
@@ -313,6 +363,9 @@ def summarize(task: ProbeTask, server: str, port: int, attempts: list[Attempt],
         detail["errnos"] = errnos
     if unsent:
         detail["not_sent"] = len(unsent)
+    sources = {a.rtt_source for a in attempts if a.outcome == OK and a.rtt_source}
+    if sources:
+        detail["rtt_source"] = sources.pop() if len(sources) == 1 else "mixed"
     late = [e for a in attempts for e in a.late_errors]
     if late and not rtts:
         detail["late_errors"] = late
