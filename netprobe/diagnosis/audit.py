@@ -206,6 +206,10 @@ def _bottom_up(topology: Topology, start: str, combine: Callable[[str, list[T]],
     """
     if start in memo:  # most calls, once the shared paths are done
         return memo[start]
+    hops = _hops(topology, start)
+    if all(h in memo for h in hops):  # a leaf on a known path (a service): no stack needed
+        memo[start] = value = combine(start, [memo[h] for h in hops])
+        return value
     stack: list[tuple[str, bool]] = [(start, False)]
     visiting: set[str] = set()
     while stack:
