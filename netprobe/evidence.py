@@ -185,7 +185,18 @@ class ProbeResult:
         return self.received > 0
 
     # -- JSON ---------------------------------------------------------------
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, shared: bool = False) -> dict[str, Any]:
+        """Made once (a result never changes), so the executor can make it while
+        the other probes wait for their timeouts. A fresh dict each call, or with
+        `shared` the kept one itself, for a caller that only reads it (the report:
+        10,000 copies would cost 9 MB)."""
+        made = self.__dict__.get("_json")
+        if made is None:
+            made = self._make_json()
+            object.__setattr__(self, "_json", made)
+        return made if shared else dict(made)
+
+    def _make_json(self) -> dict[str, Any]:
         def r(x: float | None) -> float | None:
             return None if x is None else round(x, 3)
 

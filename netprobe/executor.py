@@ -226,7 +226,8 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     instead of adding to the run; the replies queue in the socket meanwhile,
     and the thread yields the interpreter every few milliseconds. Otherwise
     (TCP, DNS: RTTs timed when the loop runs a callback, which a busy thread
-    would delay) it runs after the probes.
+    would delay) it runs after the probes. The same thread then makes the
+    report's JSON of the results already in (`ProbeResult.to_json` keeps it).
     """
     opts = options or RunOptions()
     progress = progress or NullProgress()
@@ -305,9 +306,15 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     loop = asyncio.get_running_loop()
     side_job: list[asyncio.Future] = []
 
+    def job(work: Callable[[], object]) -> None:
+        work()
+        # the report's JSON of each result in so far: made now, not after the last timeout
+        for result in list(results.values()):
+            result.to_json()
+
     def start_side_job() -> None:
         if while_waiting is not None and not side_job:
-            side_job.append(loop.run_in_executor(None, while_waiting))
+            side_job.append(loop.run_in_executor(None, job, while_waiting))
 
     async def worker(queue: collections.deque[ProbeTask], batch_done: asyncio.Event,
                      left: list[int], overlap: bool) -> None:

@@ -84,7 +84,7 @@ class Report:
             "groups": [g.to_json() for g in self.diagnosis.groups],
             "findings": [f.to_json() for f in self.diagnosis.findings],
             "explanations": [list(e) for e in self.diagnosis.explanations],
-            "probes": [r.to_json() for r in self.evidence.results],
+            "probes": [r.to_json(shared=True) for r in self.evidence.results],  # only serialised
             **self.extra,
         }
 
