@@ -346,6 +346,8 @@ def check(
     def prepare() -> None:
         """What needs no results, done while the probes wait for replies (0.1 s at 10,000)."""
         preload()  # imports, off the critical path
+        if not quiet:  # the progress asks for a console 1 s in, just as the timeouts fire
+            import rich.console  # noqa: F401
         renderer(Format(fmt))
         prepared["static"] = static_audit(topology)
         prepared["topology"] = topology.to_json()
