@@ -110,6 +110,7 @@ def test_a_problem_is_reported_by_the_full_reader_with_its_position(tmp_path, te
 
 
 def test_canonical_ipv4_shortcut_agrees_with_ipaddress():
+    """Parsing only: none of these addresses is ever sent a packet."""
     rng = random.Random(11)
     samples = ["0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3", "1.2.3.4.5", " 1.2.3.4",
                "1.2.3.4\n", "256.0.0.1", "1.02.3.4", "::1", "2001:DB8::1", "١.٢.٣.٤"]
