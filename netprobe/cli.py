@@ -313,7 +313,7 @@ def check(
     """
     from netprobe.config import load_topology
     from netprobe.diagnosis import diagnose, preload, static_audit
-    from netprobe.executor import RunOptions, run
+    from netprobe.executor import Foresight, RunOptions, run
     from netprobe.plan import PlanOptions, build_plan
     from netprobe.report import Format, renderer
     from netprobe.report.model import build_report
@@ -352,14 +352,17 @@ def check(
         prepared["static"] = static_audit(topology)
         prepared["topology"] = topology.to_json()
 
+    # the diagnosis of the likely outcome, made while the silent probes time out
+    foresight = Foresight(lambda likely: diagnose(topology, likely, prepared["static"]))
     guard = signal_guard()
     guard.defer(on_signal)  # probing begins: from here on a signal costs no measurement
     evidence = run(tasks, RunOptions(concurrency=concurrency, rate_pps=rate, deadline_s=deadline_s,
                                      confirm_attempts=confirm),
                    progress=None if quiet else RichProgress(stderr_console), stop_source=guard,
-                   while_waiting=prepare)
+                   while_waiting=prepare, foresight=foresight)
     keep_until_exit()
-    diagnosis = diagnose(topology, evidence, prepared["static"])
+    diagnosis = foresight.value if foresight.held else \
+        diagnose(topology, evidence, prepared["static"])
     keep_until_exit()
     report = build_report(topology.vantage, str(config), evidence, diagnosis, severity,
                           thresholds=topology.thresholds, topology=prepared["topology"],

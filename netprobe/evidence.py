@@ -9,7 +9,7 @@ run can be diagnosed again offline.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -184,6 +184,11 @@ class ProbeResult:
             return self.reached
         return self.received > 0
 
+    def same_observation(self, other: ProbeResult) -> bool:
+        """Equal in everything but when it ran and how long it took: what the
+        diagnosis reads (it is a pure function of these fields)."""
+        return all(getattr(self, name) == getattr(other, name) for name in _OBSERVED)
+
     # -- JSON ---------------------------------------------------------------
     def to_json(self, *, shared: bool = False) -> dict[str, Any]:
         """Made once (a result never changes), so the executor can make it while
@@ -246,6 +251,10 @@ class ProbeResult:
             started_at=data.get("started_at"),
             duration_s=data.get("duration_s"),
         )
+
+
+# every field of a result but its timing (see ProbeResult.same_observation)
+_OBSERVED = tuple(f.name for f in fields(ProbeResult) if f.name not in ("started_at", "duration_s"))
 
 
 def not_measured(task_id: str, kind: str, target: str, address: str | None,

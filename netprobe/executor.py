@@ -56,6 +56,46 @@ class NullProgress:
         pass
 
 
+class Foresight:
+    """Work on the evidence a run will most likely end with (its diagnosis), done
+    while the silent probes wait out their timeouts rather than after them.
+
+    Once every probe has been sent and the replies have come in, the probes still
+    waiting are taken to stay silent: each gets the result its kind returns for
+    silence (`silent_result`, merged with a silent confirmation round when one
+    would follow), and `work` runs on that evidence in the executor's side
+    thread. At the end the guess is checked against what the probes returned,
+    timing aside: `held` says whether `value` stands. When it does not (a late
+    reply, an ICMP error, a deadline, a stop), the caller does the work again
+    on the real evidence; a wrong guess costs time, never a wrong answer.
+    """
+
+    def __init__(self, work: Callable[[Evidence], object]) -> None:
+        self.work = work
+        self.value: object = None
+        self.held = False
+        self.guessed: dict[str, ProbeResult] | None = None  # the results taken as silent
+
+    def settle(self, results: dict[str, ProbeResult], interrupted: bool) -> None:
+        guessed = self.guessed
+        self.held = guessed is not None and not interrupted and all(
+            real is not None and real.same_observation(guess)
+            for real, guess in ((results.get(i), g) for i, g in guessed.items()))
+        if not self.held:
+            self.value = None
+
+
+def silent_outcome(task: ProbeTask, options: RunOptions) -> ProbeResult | None:
+    """The result a task ends with if nothing at all comes back, timing aside,
+    confirmation round included; None when its kind cannot say."""
+    make = getattr(get_probe(task.kind), "silent_result", None)
+    first = make(task) if make is not None else None
+    if first is None or not (needs_confirmation(first, options) and probe_phase(task.kind) == 0):
+        return first
+    again = make(dataclasses.replace(task, attempts=options.confirm_attempts, late_grace_s=0.0))
+    return None if again is None else merge_confirmation(first, again)
+
+
 def task_budget_s(task: ProbeTask, attempts: int | None = None) -> float:
     """The longest a well-behaved probe of this task may take, plus slack."""
     n = task.attempts if attempts is None else attempts
@@ -118,22 +158,49 @@ def probe_phase(kind: str) -> int:
     return int(getattr(get_probe(kind), "phase", 0))
 
 
+def _budget_kinds(tasks: list[ProbeTask]) -> list[ProbeTask]:
+    """One task per distinct budget (kind, attempts, interval, timeout, grace), and
+    every task of a kind whose budget depends on more (a trace's hops): the
+    budgets of 10,000 alike probes are those of one."""
+    alike: dict[tuple, ProbeTask] = {}
+    own: list[ProbeTask] = []
+    hooked: dict[str, bool] = {}
+    for t in tasks:
+        if t.kind not in hooked:
+            probe = get_probe(t.kind)
+            hooked[t.kind] = hasattr(probe, "extra_budget_s") or hasattr(probe, "packets")
+        if hooked[t.kind]:
+            own.append(t)
+        else:
+            alike.setdefault((t.kind, t.attempts, t.interval_s, t.timeout_s, t.late_grace_s), t)
+    return [*alike.values(), *own]
+
+
 def phase_budget_s(tasks: list[ProbeTask], options: RunOptions, confirm: bool) -> float:
     """How long one phase's probes may take: the slowest, with its confirmation round,
     times the waves the concurrency limit makes, plus the rate limit's pacing."""
-    slowest = max(task_budget_s(t) for t in tasks)
+    distinct = _budget_kinds(tasks)
+    slowest = max(task_budget_s(t) for t in distinct)
     if confirm and options.confirm_attempts > 0:
         slowest += max(task_budget_s(dataclasses.replace(t, late_grace_s=0.0),
-                                     options.confirm_attempts) for t in tasks)
+                                     options.confirm_attempts) for t in distinct)
     waves = len(tasks) / max(1, options.concurrency)
-    pacing = sum(packets_of(t) for t in tasks) / options.rate_pps if options.rate_pps > 0 else 0.0
+    pacing = 0.0
+    if options.rate_pps > 0:
+        counters = {kind: getattr(get_probe(kind), "packets", None) for kind in {t.kind for t in tasks}}
+        pacing = sum(int(counters[t.kind](t)) if counters[t.kind] else t.attempts  # type: ignore[misc]
+                     for t in tasks) / options.rate_pps
     return slowest * max(1.0, waves) + pacing
 
 
 def by_phase(tasks: list[ProbeTask]) -> list[tuple[int, list[ProbeTask]]]:
+    phase_of: dict[str, int] = {}
     phases: dict[int, list[ProbeTask]] = {}
     for t in tasks:
-        phases.setdefault(probe_phase(t.kind), []).append(t)
+        phase = phase_of.get(t.kind)
+        if phase is None:
+            phase = phase_of[t.kind] = probe_phase(t.kind)
+        phases.setdefault(phase, []).append(t)
     return sorted(phases.items())
 
 
@@ -212,7 +279,8 @@ async def _resolve_hosts(tasks: list[ProbeTask], timeout_s: float
 async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
                    progress: Progress | None = None,
                    stop: asyncio.Event | None = None,
-                   while_waiting: Callable[[], object] | None = None) -> Evidence:
+                   while_waiting: Callable[[], object] | None = None,
+                   foresight: Foresight | None = None) -> Evidence:
     """Run every task; always return evidence for every task, in plan order.
 
     `stop` (set by a Ctrl-C handler) ends the run early: what was measured is
@@ -227,7 +295,8 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     and the thread yields the interpreter every few milliseconds. Otherwise
     (TCP, DNS: RTTs timed when the loop runs a callback, which a busy thread
     would delay) it runs after the probes. The same thread then makes the
-    report's JSON of the results already in (`ProbeResult.to_json` keeps it).
+    report's JSON of the results already in (`ProbeResult.to_json` keeps it),
+    and then `foresight`'s work (see `Foresight`), when the plan is one phase.
     """
     opts = options or RunOptions()
     progress = progress or NullProgress()
@@ -305,16 +374,57 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
 
     loop = asyncio.get_running_loop()
     side_job: list[asyncio.Future] = []
+    side_started: list[float] = []  # when it did (monotonic)
 
-    def job(work: Callable[[], object]) -> None:
+    def job(work: Callable[[], object], foresee: bool) -> None:
         work()
         # the report's JSON of each result in so far: made now, not after the last timeout
         for result in list(results.values()):
             result.to_json()
+        if foresee:
+            guess()
+
+    def guess() -> None:
+        """Run `foresight`'s work on the evidence as it stands, the probes still
+        waiting taken as silent (see Foresight)."""
+        assert foresight is not None
+        # Guess once every attempt has left (the last probe's first attempt went just
+        # before this job started; later attempts follow at their interval, the rate
+        # limit permitting) and half the shortest timeout more, for the replies on
+        # their way: a reply slower than that only costs the guess.
+        last_sent = max(side_started[0] + max((t.attempts - 1) * t.interval_s for t in runnable),
+                        t0 + (sum(t.attempts for t in runnable) / opts.rate_pps
+                              if opts.rate_pps > 0 else 0.0))
+        guess_at = last_sent + min(t.timeout_s for t in runnable) / 2
+        while (left_s := guess_at - time.monotonic()) > 0 and not (stop and stop.is_set()):
+            time.sleep(min(left_s, 0.05))
+        task_of = {t.id: t for t in runnable}
+        guessed: dict[str, ProbeResult] = {}
+        likely: list[ProbeResult] = []
+        for t in planned:
+            result = results.get(t.id)  # (the loop thread may settle one meanwhile: a stale guess fails the check)
+            if result is None:
+                result = silent_outcome(task_of.get(t.id, t), opts)
+                if result is None:
+                    return
+                guessed[t.id] = result
+            likely.append(result)
+        try:
+            foresight.value = foresight.work(Evidence(results=tuple(likely),
+                                                      started_at=started_at, duration_s=0.0))
+        except Exception:  # the same work on the real evidence raises it where it belongs
+            return
+        foresight.guessed = guessed
+
+    phases = by_phase(runnable)
+    foresee = foresight is not None and [phase for phase, _ in phases] == [0] and all(
+        rtt_from_kernel(kind) for kind in {t.kind for t in runnable})
 
     def start_side_job() -> None:
-        if while_waiting is not None and not side_job:
-            side_job.append(loop.run_in_executor(None, job, while_waiting))
+        if (while_waiting is not None or foresee) and not side_job:
+            side_started.append(time.monotonic())
+            side_job.append(loop.run_in_executor(None, job, while_waiting or (lambda: None),
+                                                 foresee and not probing_over))
 
     async def worker(queue: collections.deque[ProbeTask], batch_done: asyncio.Event,
                      left: list[int], overlap: bool) -> None:
@@ -336,14 +446,14 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
                 if left[0] == 0:
                     batch_done.set()
 
-    interrupted = False
+    interrupted = probing_over = False
     pending: list[asyncio.Task] = []
     stop_wait = asyncio.ensure_future(stop.wait()) if stop else None
     end = t0 + deadline_s
     try:
         # Phases run one after the other: path discovery (traces) builds packets
         # with scapy, and doing that while RTTs are measured would inflate them.
-        for i, (phase, batch) in enumerate(by_phase(runnable)):
+        for i, (phase, batch) in enumerate(phases):
             batch_done, left = asyncio.Event(), [len(batch)]
             queue = collections.deque(batch)
             overlap = i == 0 and all(rtt_from_kernel(kind) for kind in {t.kind for t in batch})
@@ -385,6 +495,7 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             await asyncio.gather(stop_wait, return_exceptions=True)
         await ctx.aclose()
 
+    probing_over = True  # no guessing now: the evidence is all in
     start_side_job()  # after the probes, if it could not run while they waited
     if side_job:
         await side_job[0]
@@ -394,6 +505,8 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     for t in runnable:
         if t.id not in results:
             settle(not_measured(t.id, t.kind, t.target, t.address, ProbeError.SKIPPED, why_skipped))
+    if foresight is not None:
+        foresight.settle(results, interrupted)
     progress.finish()
     return Evidence(results=tuple(results[t.id] for t in planned), started_at=started_at,
                     duration_s=time.monotonic() - t0, interrupted=interrupted)
@@ -438,12 +551,13 @@ def run(tasks: list[ProbeTask], options: RunOptions | None = None,
         progress: Progress | None = None,
         on_interrupt: Callable[[], None] | None = None,
         stop_source: StopSource | None = None,
-        while_waiting: Callable[[], object] | None = None) -> Evidence:
+        while_waiting: Callable[[], object] | None = None,
+        foresight: Foresight | None = None) -> Evidence:
     """The one `asyncio.run`: a stop keeps what was measured.
 
     With `stop_source` (the CLI's signal guard) the run stops when it says so;
-    without, Ctrl-C stops it and `on_interrupt` is told. `while_waiting`: see
-    `run_plan`.
+    without, Ctrl-C stops it and `on_interrupt` is told. `while_waiting` and
+    `foresight`: see `run_plan`.
     """
 
     async def main() -> Evidence:
@@ -460,13 +574,13 @@ def run(tasks: list[ProbeTask], options: RunOptions | None = None,
                 # the handler runs between this thread's bytecodes: hand over safely
                 stop_source.attach(lambda: loop.call_soon_threadsafe(stop.set))
                 try:
-                    return await run_plan(tasks, options, progress, stop, while_waiting)
+                    return await run_plan(tasks, options, progress, stop, while_waiting, foresight)
                 finally:
                     stop_source.detach()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, interrupted)
         try:
-            return await run_plan(tasks, options, progress, stop, while_waiting)
+            return await run_plan(tasks, options, progress, stop, while_waiting, foresight)
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import time
 
 import pytest
 
 from netprobe.evidence import Outcome, ProbeError, ProbeResult
-from netprobe.executor import RunOptions, default_deadline_s, raise_fd_limit, run_plan
+from netprobe.executor import (
+    Foresight,
+    RunOptions,
+    default_deadline_s,
+    raise_fd_limit,
+    run_plan,
+)
 from netprobe.probes import PROBE_MODULES, ProbeTask, RateLimiter
 
 
@@ -47,6 +54,14 @@ class _BehaviourProbe:
                                error=ProbeError.TIMEOUT, message="no reply",
                                detail={"late_errors": [{"source": "198.51.100.1", "type": 3,
                                                         "code": 1, "after_ms": 3001.0}]})
+        if action in ("silent_after", "late_error_after"):  # pending a while, then the answer
+            await asyncio.sleep(task.params["sleep_s"])
+            result = self.silent_result(task)
+            return dataclasses.replace(
+                result, started_at=time.time(), duration_s=task.params["sleep_s"],
+                detail={"late_errors": [{"source": "198.51.100.1", "type": 3, "code": 1,
+                                         "after_ms": 3001.0}]} if action == "late_error_after"
+                else result.detail)
         if action == "refused":
             return ProbeResult(id=task.id, kind=task.kind, target=task.target,
                                address=task.address, sent=task.attempts,
@@ -54,6 +69,11 @@ class _BehaviourProbe:
         await asyncio.sleep(task.params.get("sleep_s", 0))
         return ProbeResult(id=task.id, kind=task.kind, target=task.target, address=task.address,
                            sent=1, rtts_ms=(1.0,))
+
+
+    def silent_result(self, task):
+        return ProbeResult(id=task.id, kind=task.kind, target=task.target, address=task.address,
+                           sent=task.attempts, error=ProbeError.TIMEOUT, message="no reply")
 
 
 PROBE = _BehaviourProbe()
@@ -314,3 +334,87 @@ def test_work_while_waiting_waits_for_probes_whose_rtt_a_busy_thread_would_infla
                          while_waiting=lambda: started.append(time.monotonic())))
     assert len(started) == 1 and len(finished) == 5
     assert started[0] >= max(finished)
+
+
+# -- foresight: the work on the likely evidence, done during the wait ------------------
+
+def _foresee(tasks, options, monkeypatch, stop=None):
+    """Run with a Foresight that records the evidence it was given and when."""
+    monkeypatch.setattr(_BehaviourProbe, "rtt_from_kernel", True, raising=False)
+    seen: list = []
+
+    def work(likely):
+        seen.append((time.monotonic(), likely))
+        return ("diagnosis of", tuple((r.id, r.error) for r in likely.results))
+
+    foresight = Foresight(work)
+    ev = asyncio.run(run_plan(tasks, options, stop=stop, foresight=foresight))
+    return ev, foresight, seen, time.monotonic()
+
+
+def test_foresight_works_on_the_silent_guess_during_the_wait_and_holds(monkeypatch):
+    tasks = [task(f"ok{i}") for i in range(5)] + [task(f"quiet{i}", do="silent_after",
+                                                          sleep_s=0.6) for i in range(3)]
+    ev, foresight, seen, returned = _foresee(tasks, RunOptions(confirm_attempts=0), monkeypatch)
+    assert len(seen) == 1
+    worked_at, likely = seen[0]
+    assert worked_at < returned - 0.3  # during the 0.6 s wait, not after it
+    assert [r.id for r in likely.results] == [t.id for t in tasks]
+    assert set(foresight.guessed) == {t.id for t in tasks[5:]}
+    assert foresight.held
+    assert foresight.value == ("diagnosis of", tuple((r.id, r.error) for r in ev.results))
+
+
+def test_foresight_does_not_hold_when_a_waiting_probe_ends_otherwise(monkeypatch):
+    # silent in time, but a router's late error arrives: not what was guessed
+    tasks = [task("ok"), task("quiet", do="silent_after", sleep_s=0.4),
+             task("late", do="late_error_after", sleep_s=0.4)]
+    ev, foresight, seen, _ = _foresee(tasks, RunOptions(confirm_attempts=0), monkeypatch)
+    assert len(seen) == 1 and set(foresight.guessed) == {"quiet/b", "late/b"}
+    assert ev.results[2].detail["late_errors"]
+    assert not foresight.held and foresight.value is None
+
+
+def test_foresight_guesses_the_confirmation_round_too(monkeypatch):
+    # a silent probe is tried again with 2 attempts: the guess is the merged result
+    tasks = [task("ok"), task("quiet", do="silent_after", sleep_s=0.3)]
+    ev, foresight, seen, _ = _foresee(tasks, RunOptions(confirm_attempts=2), monkeypatch)
+    guessed = foresight.guessed["quiet/b"]
+    assert guessed.sent == 3 and guessed.detail["confirmation"] == {
+        "first_sent": 1, "sent": 2, "received": 0}
+    assert ev.results[1].same_observation(guessed)
+    assert foresight.held
+
+
+def test_foresight_is_not_attempted_when_rtts_would_be_inflated_or_traces_follow(monkeypatch):
+    tasks = [task("ok"), task("quiet", do="silent_after", sleep_s=0.2)]
+    foresight = Foresight(lambda likely: pytest.fail("no guess without kernel timestamps"))
+    asyncio.run(run_plan(tasks, RunOptions(confirm_attempts=0), foresight=foresight))
+    assert not foresight.held and foresight.guessed is None
+
+    monkeypatch.setattr(_BehaviourProbe, "rtt_from_kernel", True, raising=False)
+    module = type(sys)("pathfinder_probe2")
+    module.PROBE = type("P", (), {"kind": "pathfinder", "phase": 1, "preflight": lambda s, t: None,
+                                  "run": PROBE.run})()
+    monkeypatch.setitem(sys.modules, "pathfinder_probe2", module)
+    monkeypatch.setitem(PROBE_MODULES, "pathfinder", "pathfinder_probe2")
+    trace = dataclasses.replace(task("path"), kind="pathfinder", id="path/p")
+    foresight = Foresight(lambda likely: pytest.fail("no guess while a trace is to come"))
+    asyncio.run(run_plan([*tasks, trace], RunOptions(confirm_attempts=0), foresight=foresight))
+    assert not foresight.held
+
+
+def test_foresight_does_not_hold_for_an_interrupted_run(monkeypatch):
+    tasks = [task("ok"), task("quiet", do="silent_after", sleep_s=2.0)]
+
+    async def main():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.5, stop.set)
+        foresight = Foresight(lambda likely: "guess")
+        monkeypatch.setattr(_BehaviourProbe, "rtt_from_kernel", True, raising=False)
+        ev = await run_plan(tasks, RunOptions(confirm_attempts=0), stop=stop, foresight=foresight)
+        return ev, foresight
+
+    ev, foresight = asyncio.run(main())
+    assert ev.interrupted and foresight.guessed is not None
+    assert not foresight.held and foresight.value is None

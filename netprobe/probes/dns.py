@@ -325,7 +325,7 @@ def _failed(exc: OSError, *, local: bool, tcp_fallback: bool = False,
 # -- the probe ---------------------------------------------------------------
 
 def summarize(task: ProbeTask, server: str, port: int, attempts: list[Attempt],
-              started_at: float, duration_s: float) -> ProbeResult:
+              started_at: float | None, duration_s: float | None) -> ProbeResult:
     """Fold the attempts into one result; the dominant failure when none succeeded.
 
     Attempts our own host could not send are left out of `sent`; when none
@@ -458,6 +458,15 @@ class DnsProbe:
 
         attempts = await asyncio.gather(*(attempt(i) for i in range(max(1, task.attempts))))
         return summarize(task, server, port, list(attempts), started_at, time.monotonic() - t0)
+
+    def silent_result(self, task: ProbeTask) -> ProbeResult | None:
+        try:
+            server = str(ipaddress.ip_address(task.address or ""))
+        except ValueError:
+            return None
+        timed_out = Attempt(outcome=ProbeError.TIMEOUT.value)
+        return summarize(task, server, task.port or 53, [timed_out] * max(1, task.attempts),
+                         None, None)
 
 
 PROBE = DnsProbe()

@@ -722,7 +722,8 @@ class IcmpProbe:
                     delay_s = first_send + i * task.interval_s - loop.time()
                     if delay_s > 0:
                         await asyncio.sleep(delay_s)
-                await ctx.rate.take()
+                if ctx.rate.rate_pps > 0:  # (unlimited: no coroutine per packet)
+                    await ctx.rate.take()
                 # the common case, without waiting: a free sequence number, room to send
                 if attempt is not None:  # a list only for a second attempt: fewer objects
                     if earlier is None:
@@ -755,26 +756,39 @@ class IcmpProbe:
             for each in earlier or ():
                 engine.forget(each)
 
-        rtts_ms = tuple(probe.rtts_ms) if probe.rtts_ms else ()
-        notices = tuple(probe.notices) if probe.notices else ()
-        detail = {"late_errors": probe.late_errors} if probe.late_errors else {}
-        if send_error is not None and not rtts_ms:
-            error, message = send_error
-        elif rtts_ms:
-            error, message = None, None
-        elif probe.error is not None and notices:
-            last = notices[-1]
-            error, message = probe.error, f"{last.description} (from {last.source})"
-        else:
-            error = ProbeError.TIMEOUT
-            message = f"no reply to {sent} echo request(s) within {timeout_s:g}s each"
-            if detail:
-                message += "; later " + late_text(detail["late_errors"])
-        return ProbeResult(
-            id=task.id, kind=KIND, target=task.target, address=address, sent=sent,
-            rtts_ms=rtts_ms, error=error, message=message, reached=bool(rtts_ms),
-            notices=notices, detail=detail, started_at=started_at,
-            duration_s=time.perf_counter() - t0)
+        return _result(task, address, sent, probe, send_error, timeout_s, started_at,
+                       time.perf_counter() - t0)
+
+    def silent_result(self, task: ProbeTask) -> ProbeResult:
+        timeout_s = task.timeout_s if task.timeout_s > 0 else 0.0
+        silent = _Probe(None, 0)  # type: ignore[arg-type]  # the state of one that heard nothing
+        return _result(task, task.address, max(1, task.attempts), silent, None, timeout_s,
+                       None, None)
+
+
+def _result(task: ProbeTask, address: str | None, sent: int, probe: _Probe,
+            send_error: tuple[ProbeError, str] | None, timeout_s: float,
+            started_at: float | None, duration_s: float | None) -> ProbeResult:
+    """What the probe's attempts came to."""
+    rtts_ms = tuple(probe.rtts_ms) if probe.rtts_ms else ()
+    notices = tuple(probe.notices) if probe.notices else ()
+    detail = {"late_errors": probe.late_errors} if probe.late_errors else {}
+    if send_error is not None and not rtts_ms:
+        error, message = send_error
+    elif rtts_ms:
+        error, message = None, None
+    elif probe.error is not None and notices:
+        last = notices[-1]
+        error, message = probe.error, f"{last.description} (from {last.source})"
+    else:
+        error = ProbeError.TIMEOUT
+        message = f"no reply to {sent} echo request(s) within {timeout_s:g}s each"
+        if detail:
+            message += "; later " + late_text(detail["late_errors"])
+    return ProbeResult(
+        id=task.id, kind=KIND, target=task.target, address=address, sent=sent,
+        rtts_ms=rtts_ms, error=error, message=message, reached=bool(rtts_ms),
+        notices=notices, detail=detail, started_at=started_at, duration_s=duration_s)
 
 
 PROBE = IcmpProbe()

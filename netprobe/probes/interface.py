@@ -117,3 +117,12 @@ class Probe(Protocol):
     async def run(self, task: ProbeTask, ctx: ProbeContext) -> ProbeResult:
         """Measure and return; never raise for a network outcome."""
         ...
+
+    def silent_result(self, task: ProbeTask) -> ProbeResult | None:
+        """What `run` returns when every attempt was sent and nothing at all came
+        back (no reply, no error, no late error), timing aside; None when it cannot
+        say. Optional: the
+        executor uses it to diagnose the likely outcome while the silent probes
+        wait out their timeouts, and checks the guess against what `run` returned.
+        """
+        ...

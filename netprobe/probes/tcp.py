@@ -98,8 +98,8 @@ def not_sent_message(errno_names: list[str]) -> str:
             f"raise the open-file limit (ulimit -n) or lower the concurrency")
 
 
-def split_sent(task: ProbeTask, attempts: list, started_at: float,
-               duration_s: float) -> tuple[list, list, ProbeResult | None]:
+def split_sent(task: ProbeTask, attempts: list, started_at: float | None,
+               duration_s: float | None) -> tuple[list, list, ProbeResult | None]:
     """(attempts that left this host, those that did not, and, when none left,
     the "not measured" result that says why: nothing was asked of the network)."""
     sent = [a for a in attempts if a.outcome != NOT_SENT]
@@ -335,8 +335,8 @@ def from_a_firewall(attempt: Any, target: str) -> Any:
     return attempt
 
 
-def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float,
-              duration_s: float) -> ProbeResult:
+def summarize(task: ProbeTask, attempts: list[Attempt], started_at: float | None,
+              duration_s: float | None) -> ProbeResult:
     """Fold the attempts into one result; the dominant failure when none opened.
 
     Attempts our own host could not send are left out of `sent`; when none
@@ -435,6 +435,12 @@ class TcpProbe:
 
         attempts = await asyncio.gather(*(attempt(i) for i in range(attempts_n)))
         return summarize(task, list(attempts), started_at, time.monotonic() - t0)
+
+    def silent_result(self, task: ProbeTask) -> ProbeResult | None:
+        if not task.address or not task.port:
+            return None
+        timed_out = Attempt(outcome=ProbeError.TIMEOUT.value)
+        return summarize(task, [timed_out] * max(1, task.attempts), None, None)
 
 
 PROBE = TcpProbe()
