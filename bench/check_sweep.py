@@ -154,9 +154,10 @@ def stages(src: str, tmp: Path, env: dict[str, str], sizes: list[int], args: arg
             runs.append(json.loads(out.stdout))
         med = {s: statistics.median(r["stages_s"][s] for r in runs) for s in ("import", *STAGES)}
         cpu_part = sum(med[s] for s in STAGES if s != "probe")
+        foreseen = sum(bool(r.get("foreseen")) for r in runs)
         print(f"{n:>6} " + " ".join(f"{med[s]:>9.3f}" for s in ("import", *STAGES)) +
               f" {sum(med.values()):>7.3f} {max(r['peak_rss_mb'] for r in runs):>7.1f}"
-              f" {cpu_part / n * 1e6:>40.1f}")
+              f" {cpu_part / n * 1e6:>40.1f}  diagnosed during the wait: {foreseen}/{len(runs)}")
 
 
 def mixed(src: str, tgt: str, tmp: Path, env: dict[str, str], n: int, args: argparse.Namespace) -> None:
