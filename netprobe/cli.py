@@ -145,7 +145,9 @@ AttemptsOpt = Annotated[int | None, typer.Option(
     "--attempts", min=1, max=100, metavar="N", help="Attempts per probe, overriding the config.",
     show_default=False)]
 ConcurrencyOpt = Annotated[int, typer.Option(
-    "--concurrency", min=1, max=100_000, metavar="N", help="Probes in flight at once.")]
+    "--concurrency", min=1, max=100_000, metavar="N",
+    help="TCP and DNS probes in flight at once (each holds a socket); ICMP probes share "
+    "one socket and are paced by --rate alone.")]
 RateOpt = Annotated[float, typer.Option(
     "--rate", metavar="PPS", help="Packet-rate limit per second for the whole run; 0 for no limit.")]
 NoTraceOpt = Annotated[bool, typer.Option(

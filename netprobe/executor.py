@@ -29,7 +29,7 @@ from netprobe.probes import ProbeContext, ProbeTask, RateLimiter, get_probe
 
 @dataclass(frozen=True)
 class RunOptions:
-    concurrency: int = 1000  # probes in flight at once (TCP/DNS hold a socket each)
+    concurrency: int = 1000  # TCP/DNS probes in flight at once (they hold a socket each)
     rate_pps: float = 2000.0  # packets per second over the whole run; <= 0: unlimited
     deadline_s: float | None = None  # the whole run; None: derived from the plan
     resolve_timeout_s: float = 2.0
@@ -151,6 +151,17 @@ def _late_errors(*results: ProbeResult) -> dict:
 def rtt_from_kernel(kind: str) -> bool:
     """Whether a kind's RTTs are kernel timestamps (see Probe.rtt_from_kernel)."""
     return bool(getattr(get_probe(kind), "rtt_from_kernel", False))
+
+
+# Probes in flight at once that share one socket (ICMP): each is a coroutine
+# (~2 KB) and an ICMP sequence number (65,536 per family and run).
+SHARED_IN_FLIGHT = 20_000
+
+
+def holds_descriptor(kind: str) -> bool:
+    """Whether each probe of a kind holds a descriptor of its own while in flight
+    (see Probe.holds_descriptor): those count against `concurrency`."""
+    return bool(getattr(get_probe(kind), "holds_descriptor", True))
 
 
 def probe_phase(kind: str) -> int:
@@ -426,15 +437,15 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
             side_job.append(loop.run_in_executor(None, job, while_waiting or (lambda: None),
                                                  foresee and not probing_over))
 
-    async def worker(queue: collections.deque[ProbeTask], batch_done: asyncio.Event,
-                     left: list[int], overlap: bool) -> None:
+    async def worker(queue: collections.deque[ProbeTask], queues: tuple[collections.deque, ...],
+                     batch_done: asyncio.Event, left: list[int], overlap: bool) -> None:
         # `concurrency` workers share one queue, so at most that many probes are in
         # flight; a probe's confirmation round runs in the same slot. (An
         # asyncio.Semaphore with 9,000 waiters costs 0.3 s at 10,000 probes: each
         # release scans the waiters that were already woken.)
         while queue:
             t = queue.popleft()
-            if not queue and overlap:  # the last probe: after its send (this step), the side job
+            if overlap and not any(queues):  # the last probe: after its send (this step), the side job
                 loop.call_soon(start_side_job)
             try:
                 result = await measure(t)
@@ -455,10 +466,18 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
         # with scapy, and doing that while RTTs are measured would inflate them.
         for i, (phase, batch) in enumerate(phases):
             batch_done, left = asyncio.Event(), [len(batch)]
-            queue = collections.deque(batch)
-            overlap = i == 0 and all(rtt_from_kernel(kind) for kind in {t.kind for t in batch})
-            batch_tasks = [asyncio.create_task(worker(queue, batch_done, left, overlap))
-                           for _ in range(min(concurrency, len(batch)))]
+            # Probes that hold a descriptor each (TCP, DNS) are bounded by
+            # `concurrency`; those that share one socket (ICMP) only by memory,
+            # so a burst is all sent before its replies are handled, as fping does.
+            shared = {kind: not holds_descriptor(kind) for kind in {t.kind for t in batch}}
+            own = collections.deque(t for t in batch if not shared[t.kind])
+            common = collections.deque(t for t in batch if shared[t.kind])
+            queues = (own, common)
+            overlap = i == 0 and all(rtt_from_kernel(kind) for kind in shared)
+            batch_tasks = [asyncio.create_task(worker(queue, queues, batch_done, left, overlap))
+                           for queue, slots in ((own, concurrency),
+                                                (common, max(concurrency, SHARED_IN_FLIGHT)))
+                           for _ in range(min(slots, len(queue)))]
             pending += batch_tasks
             # Wait on two futures (all done, or stopped), not on every task:
             # asyncio.wait re-registers on each pending task at every wakeup.

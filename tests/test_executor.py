@@ -152,6 +152,46 @@ def test_concurrency_bound_is_respected():
     assert time.monotonic() - t0 >= 0.55
 
 
+def test_probes_sharing_one_socket_are_not_bounded_by_the_descriptor_limit(monkeypatch):
+    # ICMP's probes share one socket: 6 of them with `concurrency=2` all go at once,
+    # beside 4 probes that hold a descriptor each and still go 2 at a time
+    monkeypatch.setattr(_BehaviourProbe, "holds_descriptor", False, raising=False)
+    module = type(sys)("own_socket_probe")
+    in_flight, most = [0], [0]
+
+    class OwnSocket:
+        kind = "own_socket"
+
+        def preflight(self, tasks):
+            return None
+
+        async def run(self, task, ctx):
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            await asyncio.sleep(0.2)
+            in_flight[0] -= 1
+            return ProbeResult(id=task.id, kind=task.kind, target=task.target,
+                               address=task.address, sent=1, rtts_ms=(1.0,))
+
+    module.PROBE = OwnSocket()
+    monkeypatch.setitem(sys.modules, "own_socket_probe", module)
+    monkeypatch.setitem(PROBE_MODULES, "own_socket", "own_socket_probe")
+    shared = [task(f"s{i}", sleep_s=0.2) for i in range(6)]
+    own = [dataclasses.replace(task(f"o{i}"), kind="own_socket", id=f"o{i}/o") for i in range(4)]
+    starts: list[float] = []
+    behave = _BehaviourProbe.run
+
+    async def counted(self, task, ctx):
+        starts.append(time.monotonic())
+        return await behave(self, task, ctx)
+
+    monkeypatch.setattr(_BehaviourProbe, "run", counted)
+    ev = asyncio.run(run_plan([*shared, *own], RunOptions(concurrency=2, confirm_attempts=0)))
+    assert all(r.outcome == Outcome.OK for r in ev.results)
+    assert most[0] == 2  # the descriptor-holding kind: never more than `concurrency`
+    assert len(starts) == 6 and max(starts) - min(starts) < 0.15  # one wave, not three of 0.2 s
+
+
 def test_rate_limiter_paces_packets():
     async def main():
         limiter = RateLimiter(50)  # burst of 5, then 50 per second

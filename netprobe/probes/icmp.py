@@ -678,6 +678,7 @@ def _send_failure(code: int) -> tuple[ProbeError, str]:
 class IcmpProbe:
     kind = KIND
     rtt_from_kernel = True  # SO_TIMESTAMPNS: see Probe.rtt_from_kernel
+    holds_descriptor = False  # one socket per run: see Probe.holds_descriptor
 
     def preflight(self, tasks: list[ProbeTask]) -> str | None:
         """Open (and close) the sockets the tasks need; no packet is sent."""

@@ -106,6 +106,9 @@ class Probe(Protocol):
     # in this process while it waits cannot inflate them (the executor then does
     # its callers' `while_waiting` work meanwhile). Absent: False.
     rtt_from_kernel: bool
+    # False when its probes share one socket (ICMP) instead of holding a
+    # descriptor each: `--concurrency` then does not bound them. Absent: True.
+    holds_descriptor: bool
 
     def preflight(self, tasks: list[ProbeTask]) -> str | None:
         """Why these tasks cannot be measured here (a missing privilege), or None.
