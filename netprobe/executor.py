@@ -387,13 +387,20 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     side_job: list[asyncio.Future] = []
     side_started: list[float] = []  # when it did (monotonic)
 
-    def job(work: Callable[[], object], foresee: bool) -> None:
-        work()
-        # the report's JSON of each result in so far: made now, not after the last timeout
+    def json_so_far() -> None:
+        # the report's JSON of each result in so far: made now, not after the last
+        # timeout (kept by the result; one already made costs a dict lookup)
         for result in list(results.values()):
             result.to_json()
+
+    def job(work: Callable[[], object], foresee: bool) -> None:
+        work()
+        json_so_far()
         if foresee:
             guess()
+            # ICMP is not bounded by --concurrency: its burst is all sent before most
+            # replies are handled, so most results settled after the pass above
+            json_so_far()
 
     def guess() -> None:
         """Run `foresight`'s work on the evidence as it stands, the probes still
@@ -409,6 +416,7 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
         guess_at = last_sent + min(t.timeout_s for t in runnable) / 2
         while (left_s := guess_at - time.monotonic()) > 0 and not (stop and stop.is_set()):
             time.sleep(min(left_s, 0.05))
+            json_so_far()  # the replies settled meanwhile
         task_of = {t.id: t for t in runnable}
         guessed: dict[str, ProbeResult] = {}
         likely: list[ProbeResult] = []

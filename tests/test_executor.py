@@ -405,6 +405,16 @@ def test_foresight_works_on_the_silent_guess_during_the_wait_and_holds(monkeypat
     assert foresight.value == ("diagnosis of", tuple((r.id, r.error) for r in ev.results))
 
 
+def test_the_report_json_of_replies_handled_during_the_wait_is_made_during_it(monkeypatch):
+    # every probe is sent at once; the answers are handled only after the side job
+    # began (as with an ICMP burst), and before the silent probe's timeout
+    tasks = [task(f"ok{i}", sleep_s=0.05) for i in range(3)] + [
+        task("quiet", do="silent_after", sleep_s=0.6)]
+    ev, foresight, seen, _ = _foresee(tasks, RunOptions(confirm_attempts=0), monkeypatch)
+    assert foresight.held
+    assert all("_json" in r.__dict__ for r in ev.results[:3])  # kept: not made after the wait
+
+
 def test_foresight_does_not_hold_when_a_waiting_probe_ends_otherwise(monkeypatch):
     # silent in time, but a router's late error arrives: not what was guessed
     tasks = [task("ok"), task("quiet", do="silent_after", sleep_s=0.4),
