@@ -262,6 +262,14 @@ def _emit(report: Any, fmt: str, outputs: list[Path], quiet: bool, verbose: bool
         with contextlib.suppress(OSError, ValueError):  # stdout gone (hang-up, closed pipe)
             if Format(fmt) == Format.TABLE:
                 print_table(report, stdout_console(), verbose=verbose)
+            elif Format(fmt) == Format.JSON and hasattr(sys.stdout, "buffer"):
+                from netprobe.report.json_format import render_json_bytes
+
+                data = render_json_bytes(report)  # already UTF-8: written as it is
+                sys.stdout.flush()
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.write(b"\n")
+                sys.stdout.buffer.flush()
             else:
                 text = render(report, Format(fmt))
                 sys.stdout.write(text if text.endswith("\n") else text + "\n")

@@ -117,6 +117,18 @@ def test_one_run_writes_every_format_and_prints_the_table(tmp_path, tcp_listener
     assert sorted(p.name for p in out.iterdir()) == sorted(f.name for f in files)  # no temp files
 
 
+def test_json_on_stdout_is_the_same_bytes_as_the_json_file(tmp_path, tcp_listener, dns_server):
+    # stdout gets orjson's bytes as they are; a file goes through the text renderer
+    config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port)
+    config.write_text(config.read_text(encoding="utf-8").replace("web:", "wéb-站点:"),
+                      encoding="utf-8")
+    saved = tmp_path / "r.json"
+    result = run("check", str(config), "-f", "json", "-o", str(saved))
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == saved.read_bytes()
+    assert result.stdout_bytes.endswith(b"}\n") and "wéb-站点".encode() in result.stdout_bytes
+
+
 def test_nagios_line(tmp_path, tcp_listener, dns_server):
     config = site(tmp_path, web_port=tcp_listener.port, dns_port=dns_server.port)
     result = run("check", str(config), "-f", "nagios")
