@@ -1496,7 +1496,9 @@ class _ProblemSet:
         return lines
 
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")  # shown as .key; anything else as ['key']
+# shown as .key; anything else as ['key']. Matched whole: `$` would let a key
+# that ends in a line break through, and break the one-line message.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _format_path(path: tuple[Any, ...], root: Any) -> str:
@@ -1506,7 +1508,7 @@ def _format_path(path: tuple[Any, ...], root: Any) -> str:
         found = node.child(element) if node is not None else None
         if node is not None and node.kind == "seq" and isinstance(element, int):
             text += f"[{element}]"
-        elif isinstance(element, str) and _PLAIN_KEY.match(element):
+        elif isinstance(element, str) and _PLAIN_KEY.fullmatch(element):
             text += f".{element}" if text else element
         else:
             shown = str(element) if isinstance(element, str) else repr(element)

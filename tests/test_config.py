@@ -249,6 +249,12 @@ CASES: list[tuple[str, str | bytes, list[str]]] = [
      ["site.yaml:2:22: defaults.attempts: number '9999999999999999999999999...' is too long"]),
     ("not UTF-8", b"version: 1\nvantage: h\xf4tel-de-ville\n",
      ["site.yaml:2:11: not UTF-8 text (byte 0xf4); save the file as UTF-8"]),
+    # a key ending in a line break is named escaped, so each problem stays one line
+    ("a key ending in a line break", 'version: 1\nendpoints:\n  "web\\n": {address: 192.0.2.1}\n',
+     ["site.yaml:3:3: endpoints['web\\n']: 'web\\n' is not a valid name: use letters (any "
+      "script), digits, '.', '_' and '-', starting with a letter or digit",
+      "site.yaml:3:3: endpoints['web\\n']: contains a line break; names and text in a config "
+      "are printed in terminals, reports and tickets, so they must be one line of plain text"]),
 ]
 
 
