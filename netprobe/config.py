@@ -421,6 +421,15 @@ def parse_probe_spec(value: Any) -> ProbeSpec:
 _PROBE_KINDS = ("icmp", "tcp", "dns", "trace")
 
 
+@functools.lru_cache(maxsize=1024)
+def _probe_from_text(text: str) -> ProbeSpec:
+    """`parse_probe_spec` of a text form, once per distinct text: a large config
+    writes the same few (icmp, tcp/443) for thousands of endpoints. The specs
+    are frozen, so the endpoints share them. A text that is refused raises
+    every time (lru_cache keeps only results)."""
+    return parse_probe_spec(text)
+
+
 def _probe_input(value: Any) -> Any:
     """Turn the YAML forms of a probe into what the tagged union validates.
 
@@ -430,7 +439,7 @@ def _probe_input(value: Any) -> Any:
     `model_dump` writes) passes through, so a saved topology loads again.
     """
     if isinstance(value, str):
-        return parse_probe_spec(value)
+        return _probe_from_text(value)
     if isinstance(value, dict) and "kind" not in value:
         if len(value) != 1:
             keys = ", ".join(repr(k) for k in value) or "none"
@@ -470,12 +479,16 @@ Probe = Annotated[ProbeSpec, Field(discriminator="kind"), BeforeValidator(_probe
                   WithJsonSchema(_PROBE_SCHEMA)]
 
 
+# The probe of an endpoint that names none; frozen, so one object serves them all.
+_DEFAULT_ICMP = IcmpSpec()
+
+
 class Endpoint(Frozen):
     address: Address | None = None
     host: str | None = Field(None, max_length=253, description="resolved at run time")
     site: Name | None = None
     path: list[Name] = Field(default_factory=list, max_length=MAX_LIST)
-    probes: list[Probe] = Field(default_factory=lambda: [IcmpSpec()], min_length=1,
+    probes: list[Probe] = Field(default_factory=lambda: [_DEFAULT_ICMP], min_length=1,
                                 max_length=MAX_LIST)
     backup: Name | None = Field(None, description="another endpoint that serves as this one's backup")
     timeout: Timeout | None = None
@@ -774,16 +787,19 @@ def _load_plain(text: str) -> Config | None:
     """
     from netprobe.yamlpos import Mark, YNode, parse_plain
 
-    data = parse_plain(text)
+    texts: list[str] = []  # every string key and value, as the reader met them
+    data = parse_plain(text, texts)
     if not isinstance(data, dict):
         return None
     version = data.get("version")  # as _check_version: 1 or 1.0, never true
     if type(version) not in (int, float) or version != 1:
         return None
+    # one regex pass over all the text; a control character anywhere sends the
+    # file down the full path, which says where
+    if _CONTROL.search(" ".join(texts)):
+        return None
     # positions are only for messages, and any message sends us down the full path
     nowhere = YNode("map", Mark(1, 1))
-    if _control_characters(data, nowhere):
-        return None
     try:
         config = Config.model_validate(data)
     except (ValidationError, RecursionError, MemoryError):
@@ -1362,6 +1378,8 @@ def _group_typos(cfg: Config, where: _Where, group_users: dict[str, list[str]]) 
 
 
 def _is_address(text: str, version: int | None = None) -> bool:
+    if version != 6 and _CANONICAL_IPV4.fullmatch(text):  # the common case: 1 µs, not 10
+        return True
     try:
         address = ipaddress.ip_address(text)
     except ValueError:

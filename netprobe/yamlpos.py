@@ -192,7 +192,7 @@ class _NotPlain(Exception):
     pass
 
 
-def parse_plain(text: str) -> Any:
+def parse_plain(text: str, texts: list[str] | None = None) -> Any:
     """The data of a document written in plain YAML, about 3x faster than `parse_yaml`.
 
     Plain: mappings, lists and scalars, one document, no anchors, aliases,
@@ -203,10 +203,13 @@ def parse_plain(text: str) -> Any:
     error included, returns NOT_PLAIN without a word: `parse_yaml` then reads
     the text with positions and says what is wrong. So the safety rules live
     in one place; this function only declines what it does not handle.
+
+    `texts`, when given, receives every string key and value as it is read,
+    so a check of all the text needs no second walk over the data.
     """
     parser = _EventParser(text)
     try:
-        return _plain(parser.get_event)
+        return _plain(parser.get_event, [] if texts is None else texts)
     except (_NotPlain, yaml.YAMLError, RecursionError):
         return NOT_PLAIN
     finally:
@@ -218,7 +221,7 @@ def parse_plain(text: str) -> Any:
 _NO_KEY = object()
 
 
-def _plain(get_event: Any) -> Any:
+def _plain(get_event: Any, texts: list[str]) -> Any:
     tags: dict[str, str] = {}  # a plain scalar's tag depends on its text alone
     stack: list[Any] = []  # the dicts and lists being built
     keys: list[Any] = []  # per entry of `stack`: a dict's pending key, or _NO_KEY
@@ -239,8 +242,12 @@ def _plain(get_event: Any) -> Any:
                         tag = tags[value] = _resolver.resolve(ScalarNode, value, event.implicit)
                 else:
                     tag = STR
-            if tag != STR:
+            if tag == STR:
+                texts.append(value)
+            else:
                 value = _plain_scalar(tag, value)
+                if type(value) is str:  # a date, '=': kept as text
+                    texts.append(value)
         elif kind is MappingStartEvent or kind is SequenceStartEvent:
             is_map = kind is MappingStartEvent
             if event.anchor is not None or event.tag not in (None, "!", MAP if is_map else SEQ) \

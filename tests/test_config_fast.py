@@ -19,7 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_config_fuzz import DUMPER, FUZZ, KEYS, TEXT, TREES, edited_text, mutated_example
 
-from netprobe.config import _load_plain, load_config, parse_address
+from netprobe.config import (
+    _is_address,
+    _load_plain,
+    _probe_from_text,
+    _texts,
+    load_config,
+    parse_address,
+    parse_probe_spec,
+)
 from netprobe.errors import ConfigError
 from netprobe.yamlpos import MAX_DEPTH, NOT_PLAIN, YamlError, parse_plain, parse_yaml
 
@@ -38,9 +46,14 @@ def typed(value: Any) -> Any:
 
 
 def same_as_full_reader(text: str) -> None:
-    plain = parse_plain(text)
+    texts: list[str] = []
+    plain = parse_plain(text, texts)
     if plain is NOT_PLAIN:
         return
+    # the text the control-character check reads: every string key and value (a
+    # config is a mapping; _texts looks inside containers only)
+    if isinstance(plain, dict | list):
+        assert sorted(texts) == sorted(_texts(plain))
     try:
         full = parse_yaml(text)
     except YamlError as exc:
@@ -126,3 +139,74 @@ def test_canonical_ipv4_shortcut_agrees_with_ipaddress():
         except ValueError:
             got = None
         assert got == expected, text
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_parse_plain_collects_every_string_of_a_shipped_config(path):
+    texts: list[str] = []
+    data = parse_plain(path.read_text(encoding="utf-8"), texts)
+    assert texts and sorted(texts) == sorted(_texts(data))
+
+
+@pytest.mark.parametrize("text", [
+    'version: 1\nendpoints:\n  a: {address: 192.0.2.1, tags: {"no\\x07te": x}}\n',    # a key
+    'version: 1\nendpoints:\n  a: {address: 192.0.2.1, tags: {note: "a\\u202eb"}}\n',  # a value
+    'version: 1\nendpoints:\n  a: {address: 192.0.2.1, path: ["ce\\e[31m"]}\n',       # a list item
+    'version: 1\nvantage: |\n  two\n  lines\nendpoints:\n  a: {address: 192.0.2.1}\n',  # block text
+])
+def test_a_control_character_anywhere_leaves_the_fast_path(text):
+    assert _load_plain(text) is None
+
+
+# Every short form a probe is written in, and forms the loader refuses.
+PROBE_TEXTS = ["icmp", " icmp ", "trace", "trace\t", "tcp/443", "tcp/1", "tcp/65535", "tcp/00443"]
+BAD_PROBE_TEXTS = ["tcp/0", "tcp/70000", "tcp 443", "tcp:443", "tcp/https", "icmpp", "ping", "dns", ""]
+
+
+@pytest.mark.parametrize("text", PROBE_TEXTS)
+def test_a_probe_text_parsed_once_is_what_parsing_it_again_gives(text):
+    first = _probe_from_text(text)
+    assert first == parse_probe_spec(text) and type(first) is type(parse_probe_spec(text))
+    assert _probe_from_text(text) is first  # the cache answers; the spec is frozen, so shared
+
+
+@pytest.mark.parametrize("text", BAD_PROBE_TEXTS)
+def test_a_refused_probe_text_is_refused_every_time_with_the_same_message(text):
+    with pytest.raises(ValueError) as uncached:
+        parse_probe_spec(text)
+    for _ in range(2):
+        with pytest.raises(ValueError) as cached:
+            _probe_from_text(text)
+        assert str(cached.value) == str(uncached.value)
+
+
+def test_endpoints_that_share_probe_texts_load_as_if_each_were_parsed_alone(tmp_path):
+    lines = ["version: 1", "endpoints:"]
+    lines += [f"  e{i}: {{address: 192.0.2.{i + 1}, probes: [{', '.join(PROBE_TEXTS[i % 2::2][:3])}]}}"
+              for i in range(6)]
+    lines += ["  bare: {address: 192.0.2.99}"]  # the default probe
+    path = tmp_path / "shared.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    config = load_config(path)
+    for i in range(6):
+        expected = [parse_probe_spec(t) for t in PROBE_TEXTS[i % 2::2][:3]]
+        assert config.endpoints[f"e{i}"].probes == expected
+    assert [p.kind for p in config.endpoints["bare"].probes] == ["icmp"]
+    # a saved topology (model_dump) reads back to the same config
+    assert type(config).model_validate(config.model_dump(mode="json")) == config
+
+
+def test_the_cross_checks_ipv4_shortcut_agrees_with_ipaddress():
+    """Parsing only: none of these addresses is ever sent a packet."""
+    rng = random.Random(12)
+    samples = ["192.0.2.1", "0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3", "256.1.1.1",
+               "1.2.3.4\n", " 1.2.3.4", "::1", "2001:db8::1", "::ffff:192.0.2.1", "١.٢.٣.٤", ""]
+    samples += [".".join(str(rng.randrange(300)) for _ in range(4)) for _ in range(2000)]
+    for text in samples:
+        try:
+            version: int | None = ipaddress.ip_address(text).version
+        except ValueError:
+            version = None
+        for wanted in (None, 4, 6):
+            expected = version is not None and wanted in (None, version)
+            assert _is_address(text, wanted) == expected, (text, wanted)
