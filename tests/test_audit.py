@@ -254,3 +254,40 @@ def test_the_example_audit():
     single = {f.components[0] for f in of_kind(findings, FindingKind.SINGLE_POINT)}
     assert single == {"ce-hq", "dc-edge", "dc-cloud-gw", "cloud-link"}
     assert all(f.summary.endswith(".") and "\n" not in f.summary for f in findings)
+
+
+CONFIGS = sorted(EXAMPLE.parent.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_the_audit_from_plan_targets_is_the_audit_from_the_whole_plan(path):
+    from netprobe.plan import build_plan
+
+    topology = load_topology(path)
+    from_tasks = audit(topology, [(t.id, t.target) for t in build_plan(topology)])
+    assert audit(topology) == from_tasks
+    # and the order of the probes does not matter (they are grouped by target)
+    assert audit(topology, [(t.id, t.target) for t in reversed(build_plan(topology))]) == from_tasks
+
+
+def test_probes_that_share_a_target_count_together_for_identifiability():
+    # web's icmp and trace both target web: both are on web, not on its service
+    endpoints = {"web": {"address": "203.0.113.10", "site": "dc-east", "path": ["wan"],
+                         "probes": ["icmp", "trace", "tcp/443"]}}
+    findings = of_kind(audit(make_topology(endpoints=endpoints)), FindingKind.UNIDENTIFIABLE)
+    assert not [f for f in findings if "web" in f.components]
+    # with its service's probe alone, web lies on exactly the same probes as the service
+    endpoints = {"web": {**endpoints["web"], "path": ["ce-a"], "probes": ["tcp/443"]}}
+    findings = of_kind(audit(make_topology(endpoints=endpoints)), FindingKind.UNIDENTIFIABLE)
+    assert [(f.components, f.evidence) for f in findings if "web" in f.components] == [
+        (("web", "web/tcp/443"), ("web/tcp/443",))]
+
+
+def test_without_any_group_no_device_is_flagged_as_a_single_point():
+    # one router in front of everything, but nothing redundant was promised
+    devices = {"ce": {"address": "192.0.2.1"}}
+    lines = {"only": {"device": "ce", "far_end": "198.51.100.1", "carrier": "carrier-a"}}
+    endpoints = {"web": {"address": "203.0.113.10", "path": ["ce", "only"]}}
+    topology = make_topology(devices=devices, lines=lines, endpoints=endpoints)
+    assert topology.groups == {}
+    assert of_kind(audit(topology), FindingKind.SINGLE_POINT) == []

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from netprobe.config import Config
-from netprobe.plan import PlanOptions, build_plan
+from pathlib import Path
+
+import pytest
+
+from netprobe.config import Config, load_topology
+from netprobe.plan import PlanOptions, build_plan, plan_targets
 from netprobe.topology import Kind, build_topology
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
 CONFIG = {
     "version": 1,
@@ -67,3 +73,35 @@ def test_topology_paths_and_services():
     assert t.components["web/tcp/443"].path == ("ce", "wan", "dc-edge", "web")
     assert t.groups["wan"].lines == ("a", "b") and t.groups["wan"].preferred == "a"
     assert [c.name for c in t.services_of("web")] == ["web/tcp/443", "web/tcp/22"]
+
+
+# An endpoint with a trace of its own, one behind a group without one, one not
+# behind a group, and one that is only a DNS service.
+TRACED = {**CONFIG, "endpoints": {
+    **CONFIG["endpoints"],
+    "app": {"address": "203.0.113.11", "path": ["wan"],
+            "probes": ["tcp/8443", {"trace": {"protocol": "udp"}}, "icmp"]},
+    "lone": {"address": "203.0.113.12", "path": ["ce"], "probes": ["trace"]},
+}}
+
+
+@pytest.mark.parametrize("options", [
+    None, PlanOptions(traces=False), PlanOptions(only=frozenset({"web", "a", "ce", "lone"})),
+    PlanOptions(only=frozenset()),
+], ids=["default", "no-traces", "only-some", "only-none"])
+@pytest.mark.parametrize("source", ["inline", *(p.name for p in CONFIGS)])
+def test_plan_targets_are_the_ids_and_targets_of_build_plan(source, options):
+    if source == "inline":
+        topology = build_topology(Config.model_validate(TRACED), "t.yaml")
+    else:
+        topology = load_topology(next(p for p in CONFIGS if p.name == source))
+    expected = [(t.id, t.target) for t in build_plan(topology, options)]
+    assert plan_targets(topology, options) == expected
+
+
+def test_plan_targets_cover_every_kind_of_task():
+    """The comparison above is worth something only if the inline plan has them all."""
+    tasks = build_plan(build_topology(Config.model_validate(TRACED), "t.yaml"))
+    assert {t.kind for t in tasks} == {"icmp", "tcp", "dns", "trace"}
+    assert {"app/trace", "lone/trace", "web/trace"} <= {t.id for t in tasks}
+

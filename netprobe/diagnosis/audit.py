@@ -29,13 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from netprobe.diagnosis.model import Finding, FindingKind, Severity
 from netprobe.topology import Component, Kind, Topology
-
-if TYPE_CHECKING:
-    from netprobe.probes.interface import ProbeTask
 
 # Facts that put things at risk together, read from sites' fields and from
 # the free-form tags of lines, devices and sites. `srlg` is the carriers' own
@@ -51,17 +48,18 @@ _CONSEQUENCE = {
 }
 
 
-def audit(topology: Topology, plan: list[ProbeTask] | None = None) -> list[Finding]:
+def audit(topology: Topology, targets: Iterable[tuple[str, str]] | None = None) -> list[Finding]:
     """Every shared risk, single point of failure and blind spot the config reveals.
 
-    `plan`: the topology's default plan (`build_plan(topology)`), if the caller has it.
+    `targets`: (probe id, target) of the topology's default plan
+    (`plan_targets(topology)`), if the caller has them.
     """
     findings: list[Finding] = []
     for name in sorted(topology.groups):
         findings += _group_risks(topology, name)
     findings += _single_points(topology)
     findings += _backup_risks(topology)
-    findings += _unidentifiable(topology, plan)
+    findings += _unidentifiable(topology, targets)
     return findings
 
 
@@ -257,6 +255,8 @@ class _Routes:
 
 
 def _single_points(topology: Topology) -> list[Finding]:
+    if not topology.groups:  # no redundancy anywhere: nothing promised, nothing to flag
+        return []
     routes = _Routes(topology)
     # a device or line that every route crosses -> the endpoints it cuts off, and the groups
     # whose redundancy it sidesteps
@@ -336,8 +336,9 @@ def _backup_risks(topology: Topology) -> list[Finding]:
 
 # -- identifiability ---------------------------------------------------------------
 
-def _unidentifiable(topology: Topology, plan: list[ProbeTask] | None) -> list[Finding]:
-    from netprobe.plan import build_plan
+def _unidentifiable(topology: Topology,
+                    targets: Iterable[tuple[str, str]] | None) -> list[Finding]:
+    from netprobe.plan import plan_targets
 
     covered: dict[str, frozenset[str]] = {}
 
@@ -350,10 +351,13 @@ def _unidentifiable(topology: Topology, plan: list[ProbeTask] | None) -> list[Fi
         """The component and everything before it."""
         return _bottom_up(topology, name, with_hops, covered, frozenset())
 
+    ids_of: dict[str, list[str]] = {}  # target -> its probes: what it crosses is worked out once
+    for probe_id, target in plan_targets(topology) if targets is None else targets:
+        ids_of.setdefault(target, []).append(probe_id)
     probes_of: dict[str, set[str]] = {name: set() for name in topology.components}
-    for task in build_plan(topology) if plan is None else plan:
-        for name in crossed(task.target):
-            probes_of.setdefault(name, set()).add(task.id)
+    for target, ids in ids_of.items():
+        for name in crossed(target):
+            probes_of.setdefault(name, set()).update(ids)
 
     findings = []
     by_signature: dict[frozenset[str], list[str]] = {}
