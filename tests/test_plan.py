@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from netprobe.config import Config, load_topology
 from netprobe.plan import PlanOptions, build_plan, plan_targets
-from netprobe.topology import Kind, build_topology
+from netprobe.topology import Component, Kind, build_topology
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
@@ -105,3 +106,18 @@ def test_plan_targets_cover_every_kind_of_task():
     assert {t.kind for t in tasks} == {"icmp", "tcp", "dns", "trace"}
     assert {"app/trace", "lone/trace", "web/trace"} <= {t.id for t in tasks}
 
+
+@pytest.mark.parametrize("source", ["inline", *(p.name for p in CONFIGS)])
+def test_components_are_what_the_dataclass_constructor_makes(source):
+    """build_topology makes components without Component's __init__: the same
+    fields, no more, no fewer, and a tags dict of each one's own."""
+    if source == "inline":
+        topology = build_topology(Config.model_validate(TRACED), "t.yaml")
+    else:
+        topology = load_topology(next(p for p in CONFIGS if p.name == source))
+    names = [f.name for f in dataclasses.fields(Component)]
+    for component in topology.components.values():
+        made = Component(**{n: getattr(component, n) for n in names})
+        assert vars(component) == vars(made), component.name
+    tags = [id(c.tags) for c in topology.components.values()]
+    assert len(set(tags)) == len(tags)
