@@ -340,7 +340,7 @@ def check(
     timeout_s = _parse_seconds(timeout, "--timeout")
     deadline_s = _parse_seconds(deadline, "--deadline")
     _enter_netns(netns)
-    topology = load_topology(str(config))
+    topology = load_topology(str(config), keep=True)
     late_grace_s = 0.0 if late_grace.strip() in ("0", "0s") else \
         _parse_seconds(late_grace, "--late-grace")
     tasks = build_plan(topology, PlanOptions(traces=not no_trace, attempts=attempts,

@@ -449,3 +449,25 @@ def test_booleans_are_refused_where_numbers_are_meant(tmp_path, monkeypatch):
         "site.yaml:6:58: lines.a.priority: expected a whole number, got true",
         "site.yaml:8:66: endpoints.e.probes[0].dns.port: expected a whole number, got true",
     ]
+
+
+def test_a_kept_config_is_frozen_out_of_the_collectors_sight(tmp_path):
+    import gc
+
+    path = tmp_path / "site.yaml"
+    path.write_text(BASE, encoding="utf-8")
+    frozen_before = gc.get_freeze_count()
+    try:
+        load_config(path)  # a library caller's or a test's: no change to the collector
+        assert gc.get_freeze_count() == frozen_before and gc.isenabled()
+        config = load_config(path, keep=True)  # a command's: held until it exits
+        assert gc.get_freeze_count() > frozen_before and gc.isenabled()
+        assert config == load_config(path)
+        # a config that fails freezes nothing
+        gc.unfreeze()
+        path.write_text(edit("version: 1", "version: 2"), encoding="utf-8")
+        with pytest.raises(ConfigError):
+            load_config(path, keep=True)
+        assert gc.get_freeze_count() == 0 and gc.isenabled()
+    finally:
+        gc.unfreeze()
