@@ -407,6 +407,8 @@ def validate(
         topology = load_topology(str(config))
         targets = plan_targets(topology)  # the audit needs ids and targets, not whole tasks
         findings = audit(topology, targets)
+        # out of sight before the collector is back: its first pass would walk it all
+        keep_until_exit()
     finally:
         if was_enabled:
             gc.enable()
