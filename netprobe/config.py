@@ -233,6 +233,13 @@ Tags = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field
                  BeforeValidator(_tag_values), WithJsonSchema(_TAGS_SCHEMA)]
 
 
+def _no_tags() -> Any:
+    """A tags field's default: a new {} from a factory. A plain `= {}` is deep-copied
+    for every entry (3.5 µs of an endpoint's 5 µs of validation); the schema
+    still says `default: {}`."""
+    return Field(default_factory=dict, json_schema_extra={"default": {}})
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -277,14 +284,14 @@ class Site(Frozen):
     building: str | None = None
     power: str | None = None
     conduit: str | None = None
-    tags: Tags = {}
+    tags: Tags = _no_tags()
 
 
 class Device(Frozen):
     address: Address
     site: Name | None = None
     path: list[Name] = Field(default_factory=list, max_length=MAX_LIST, description="devices, lines or groups crossed to reach it, in order")
-    tags: Tags = {}
+    tags: Tags = _no_tags()
 
 
 class Line(Frozen):
@@ -295,7 +302,7 @@ class Line(Frozen):
     priority: Whole = Field(1, strict=True, ge=1, le=1000, description="1 = preferred")
     hops: list[Address] | None = Field(None, max_length=MAX_LIST, description="addresses a trace shows when this line carries traffic (default: far_end)")
     site: Name | None = Field(None, description="where the line lands (a data centre, say)")
-    tags: Tags = {}
+    tags: Tags = _no_tags()
 
     @property
     def trace_hops(self) -> list[str]:
@@ -493,7 +500,7 @@ class Endpoint(Frozen):
     backup: Name | None = Field(None, description="another endpoint that serves as this one's backup")
     timeout: Timeout | None = None
     attempts: Annotated[int, Field(strict=True, ge=1, le=100), BeforeValidator(_whole)] | None = None
-    tags: Tags = {}
+    tags: Tags = _no_tags()
 
     @model_validator(mode="after")
     def _address_or_host(self) -> Endpoint:

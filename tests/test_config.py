@@ -471,3 +471,18 @@ def test_a_kept_config_is_frozen_out_of_the_collectors_sight(tmp_path):
         assert gc.get_freeze_count() == 0 and gc.isenabled()
     finally:
         gc.unfreeze()
+
+
+def test_tags_default_to_an_empty_mapping_of_each_entrys_own(tmp_path):
+    # a factory, not a shared `= {}`; the schema still tells editors the default
+    path = tmp_path / "site.yaml"
+    path.write_text(BASE + "  dc-db: {address: 203.0.113.20}\n", encoding="utf-8")
+    config = load_config(path)
+    entries = [*config.devices.values(), *config.lines.values(), *config.endpoints.values(),
+               *config.sites.values()]
+    assert len(entries) == 7 and all(e.tags == {} for e in entries)
+    assert len({id(e.tags) for e in entries}) == len(entries)
+    assert "tags" not in config.endpoints["dc-db"].model_fields_set
+    defs = config_json_schema()["$defs"]
+    assert all(defs[m]["properties"]["tags"]["default"] == {}
+               for m in ("Site", "Device", "Line", "Endpoint"))
