@@ -354,15 +354,28 @@ def _unidentifiable(topology: Topology,
     ids_of: dict[str, list[str]] = {}  # target -> its probes: what it crosses is worked out once
     for probe_id, target in plan_targets(topology) if targets is None else targets:
         ids_of.setdefault(target, []).append(probe_id)
-    probes_of: dict[str, set[str]] = {name: set() for name in topology.components}
+    # each id reaches a component once (a target crosses each component once): lists do
+    probes_of: dict[str, list[str]] = {}
+    components = topology.components
     for target, ids in ids_of.items():
-        for name in crossed(target):
-            probes_of.setdefault(name, set()).update(ids)
+        component = components.get(target)
+        path = component.path if component is not None else None
+        if path is not None and target not in topology.groups and all(h in covered for h in path):
+            # the common case, a target on paths already worked out: no stack, no call
+            names = covered[target] = frozenset((target,)).union(*[covered[h] for h in path])
+        else:
+            names = crossed(target)
+        for name in names:
+            found = probes_of.get(name)
+            if found is None:
+                probes_of[name] = list(ids)
+            else:
+                found += ids
 
     findings = []
     by_signature: dict[frozenset[str], list[str]] = {}
-    for name in topology.components:
-        signature = frozenset(probes_of[name])
+    for name in components:
+        signature = frozenset(probes_of.get(name, ()))
         if not signature:
             findings.append(Finding(
                 Severity.INFO, FindingKind.UNIDENTIFIABLE, (name,),
