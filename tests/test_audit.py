@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from netprobe.config import Config, load_topology
 from netprobe.diagnosis.audit import audit
 from netprobe.diagnosis.model import Finding, FindingKind, Severity
+from netprobe.plan import plan_targets
 from netprobe.topology import Topology, build_topology
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "configs" / "example.yaml"
@@ -291,3 +293,63 @@ def test_without_any_group_no_device_is_flagged_as_a_single_point():
     topology = make_topology(devices=devices, lines=lines, endpoints=endpoints)
     assert topology.groups == {}
     assert of_kind(audit(topology), FindingKind.SINGLE_POINT) == []
+
+
+def _random_config(rng: random.Random) -> dict[str, Any]:
+    """A valid topology without loops: a device's path holds only earlier devices
+    and their lines; endpoints cross anything, groups included."""
+    devices: dict[str, Any] = {}
+    lines: dict[str, Any] = {}
+    for i in range(rng.randint(1, 4)):
+        earlier = [*devices, *(n for n, ln in lines.items())]
+        devices[f"d{i}"] = {"address": f"192.0.2.{i + 1}",
+                            "path": rng.sample(earlier, rng.randint(0, min(2, len(earlier))))}
+        for j in range(rng.randint(0, 2)):
+            lines[f"l{i}{j}"] = {"device": f"d{i}", "far_end": f"198.51.100.{10 * i + j + 1}",
+                                 "group": rng.choice([None, "g1", "g2"]), "priority": 10 * i + j + 1}
+    hops = [*devices, *lines, *{ln["group"] for ln in lines.values() if ln["group"]}]
+    kinds = ["icmp", "tcp/443", "tcp/22", {"dns": {"query": "www.example"}}, "trace"]
+    endpoints = {
+        f"e{k}": {"address": f"203.0.113.{k + 1}",
+                  "path": rng.sample(hops, rng.randint(0, min(3, len(hops)))),
+                  "probes": rng.sample(kinds, rng.randint(1, 3))}
+        for k in range(rng.randint(1, 4))}
+    return {"version": 1, "devices": devices,
+            "lines": {n: {k: v for k, v in ln.items() if v is not None} for n, ln in lines.items()},
+            "endpoints": endpoints}
+
+
+def _unidentifiable_by_brute_force(topology: Topology) -> set[tuple[str, ...]]:
+    """Each component's probes worked out one by one, straight from the definition."""
+    from netprobe.plan import build_plan
+
+    def crossed(element: str) -> set[str]:
+        if element in topology.groups:
+            return set().union(*(crossed(ln) for ln in topology.groups[element].lines))
+        component = topology.components[element]
+        return {element}.union(*(crossed(h) for h in component.path))
+
+    on: dict[str, set[str]] = {name: set() for name in topology.components}
+    for task in build_plan(topology):
+        for name in crossed(task.target):
+            on[name].add(task.id)
+    alike: dict[frozenset[str], list[str]] = {}
+    for name, ids in on.items():
+        alike.setdefault(frozenset(ids), []).append(name)
+    return {tuple(names) for ids, names in alike.items() if ids and len(names) > 1} | {
+        (name,) for name, ids in on.items() if not ids}
+
+
+def test_identifiability_agrees_with_a_brute_force_count_on_random_topologies():
+    rng = random.Random(7)
+    shortcut = flagged = 0
+    for _ in range(400):
+        topology = build_topology(Config.model_validate(_random_config(rng)), "t.yaml")
+        found = {f.components for f in of_kind(audit(topology), FindingKind.UNIDENTIFIABLE)}
+        expected = _unidentifiable_by_brute_force(topology)
+        assert found == expected, topology.config.model_dump()
+        flagged += bool(found)
+        targets = {t for _, t in plan_targets(topology)}
+        shortcut += all(name in targets for name in topology.components)
+    # both ways through the audit were taken, and findings were made
+    assert shortcut > 20 and 400 - shortcut > 20 and flagged > 20, (shortcut, flagged)
