@@ -9,10 +9,13 @@ Probe ids are stable and readable, and double as evidence references:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from netprobe.config import DnsSpec, IcmpSpec, TcpSpec, TraceSpec
-from netprobe.probes.interface import ProbeTask
 from netprobe.topology import Topology, service_name
+
+if TYPE_CHECKING:
+    from netprobe.probes.interface import ProbeTask
 
 # How long an ICMP, TCP or DNS probe that heard nothing keeps listening for late ICMP
 # errors: Linux gives up resolving a dead next hop after 3 solicitations 1 s
@@ -31,6 +34,10 @@ class PlanOptions:
 
 
 def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[ProbeTask]:
+    # here, not at the top: the probes' interface imports asyncio (10 ms), which
+    # validate, planning with plan_targets, never needs
+    from netprobe.probes.interface import ProbeTask
+
     opts = options or PlanOptions()
     cfg = topology.config
     d = cfg.defaults
@@ -123,6 +130,8 @@ def plan_targets(topology: Topology, options: PlanOptions | None = None) -> list
 def _trace_task(endpoint: str, specs: list, spec: TraceSpec, common: dict) -> ProbeTask:
     """A trace goes where the traffic goes: to the endpoint's first TCP port when
     it has one (firewalls pass it), else ICMP echo."""
+    from netprobe.probes.interface import ProbeTask
+
     chk = spec.check
     protocol, port = chk.protocol, chk.port
     if "protocol" not in chk.model_fields_set:

@@ -19,10 +19,13 @@ for the whole command has no such gap.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
+import typing
 from collections.abc import Callable, Iterator
+
+if typing.TYPE_CHECKING:  # a type only: validate and --help do not import asyncio (10 ms)
+    import asyncio
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
