@@ -235,8 +235,8 @@ Tags = Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field
 
 def _no_tags() -> Any:
     """A tags field's default: a new {} from a factory. A plain `= {}` is deep-copied
-    for every entry (3.5 µs of an endpoint's 5 µs of validation); the schema
-    still says `default: {}`."""
+    for every entry (validating 10,000 endpoints: 74 ms with it, 65 ms without);
+    the schema still says `default: {}`."""
     return Field(default_factory=dict, json_schema_extra={"default": {}})
 
 
@@ -570,9 +570,10 @@ def load_config(path: str | os.PathLike[str], *, keep: bool = False) -> Config:
 
     `keep`: the caller holds the config until the process exits (a command, not
     a library caller or a test). What the load built is then frozen out of the
-    collector's sight (gc.freeze) before collection resumes: otherwise the first
-    collection walks every object just made (55 ms at 10,000 endpoints), only to
-    find them all alive.
+    collector's sight (gc.freeze) before collection resumes: otherwise the next
+    collections walk every object just made, only to find them all alive (10,000
+    endpoints with three probes each: load, topology and plan in 0.54 s, 0.41 s
+    frozen).
     """
     # The loader builds a tree of up to 250,000 nodes and, for a hostile file,
     # as many problems, none of them cyclic: the collector's passes over that
@@ -1395,7 +1396,7 @@ def _group_typos(cfg: Config, where: _Where, group_users: dict[str, list[str]]) 
 
 
 def _is_address(text: str, version: int | None = None) -> bool:
-    if version != 6 and _CANONICAL_IPV4.fullmatch(text):  # the common case: 1 µs, not 10
+    if version != 6 and _CANONICAL_IPV4.fullmatch(text):  # the common case: 0.3 µs, not 1.5
         return True
     try:
         address = ipaddress.ip_address(text)
