@@ -19,14 +19,17 @@ that timed out keeps its socket `task.late_grace_s` longer: an ICMP error that
 comes then (a router that gave up resolving a dead next hop) is kept in
 `detail["late_errors"]`; the attempt stays a timeout.
 
-The RTT of an open attempt is the kernel's own timing of the handshake (SYN
-sent -> SYN-ACK received, `tcpi_rtt` of TCP_INFO) where Linux gives it: a
-clock read when the event loop notices the connect measures the loop's backlog
-too, which with thousands of connects in flight is most of a second.
-Elsewhere, or when the SYN was retransmitted (the wait for the retransmission
-is part of connecting, and only the clock saw it), it is the wall-clock time
-from `connect()` until the loop noticed. `detail["rtt_source"]` says which:
-`kernel`, `clock`, or `mixed`.
+The RTT of an open attempt is the kernel's own timing of the handshake where
+Linux gives it (TCP_INFO): a clock read when the event loop notices the
+connect measures the loop's backlog too, which with thousands of connects in
+flight is most of a second. Without a retransmission it is SYN sent ->
+SYN-ACK received (`tcpi_rtt`, in µs). When the SYN was retransmitted, the wait
+for the retransmission is part of connecting: it is `connect()` until the
+kernel received the SYN-ACK (`tcpi_last_ack_recv`, ms since then, read against
+the clock), so a busy loop still adds nothing. Whether an attempt was in time
+is decided on the same figure, never on when the loop woke up. Elsewhere (not
+Linux) it is the wall-clock time from `connect()` until the loop noticed.
+`detail["rtt_source"]` says which: `kernel`, `clock`, or `mixed`.
 """
 
 from __future__ import annotations
@@ -58,12 +61,18 @@ _EXTENDED_ERR = struct.Struct("=IBBBBII")
 OPEN = "open"
 
 # struct tcp_info (linux/tcp.h) only grows at its end: tcpi_state is the u8 at
-# offset 0, tcpi_rtt (smoothed RTT, µs) the u32 at 68, tcpi_total_retrans the
-# u32 at 100. After a handshake and nothing else, tcpi_rtt is its one sample.
+# offset 0, tcpi_last_ack_recv (ms since the last ACK came in) the u32 at 56,
+# tcpi_rtt (smoothed RTT, µs) the u32 at 68, tcpi_total_retrans the u32 at 100.
+# After a handshake and nothing else, tcpi_rtt is its one sample, and the last
+# ACK received is the SYN-ACK.
 _TCP_INFO = getattr(socket, "TCP_INFO", 11) if sys.platform.startswith("linux") else None
 _TCP_INFO_LEN = 104
+_TCPI_LAST_ACK_RECV_OFFSET = 56
 _TCPI_RTT_OFFSET = 68
 _TCPI_TOTAL_RETRANS_OFFSET = 100
+# tcpi_last_ack_recv counts whole jiffies (1-10 ms) down to ms: a SYN-ACK timed
+# by it may seem up to a jiffy later than the clock that noticed it.
+_JIFFY_SLACK_MS = 10.0
 _TCP_CONNECTED_STATES = (1, 8)  # TCP_ESTABLISHED, TCP_CLOSE_WAIT (the peer closed already)
 KERNEL_RTT = "kernel"
 CLOCK_RTT = "clock"
@@ -189,10 +198,8 @@ def _sockaddr_address(raw: bytes) -> str | None:
     return None
 
 
-def kernel_rtt_ms(sock: socket.socket) -> float | None:
-    """The connected handshake's round trip as the kernel timed it, in ms; None
-    where there is none to trust: not Linux, not connected, no sample, or a
-    retransmitted SYN (then the connect took longer than one round trip)."""
+def _tcp_info(sock: socket.socket) -> bytes | None:
+    """TCP_INFO of a connected socket; None when not Linux or not connected."""
     if _TCP_INFO is None:
         return None
     try:
@@ -201,6 +208,16 @@ def kernel_rtt_ms(sock: socket.socket) -> float | None:
         return None
     if len(raw) < _TCP_INFO_LEN or raw[0] not in _TCP_CONNECTED_STATES:
         return None
+    return raw
+
+
+def kernel_rtt_ms(sock: socket.socket) -> float | None:
+    """The connected handshake's round trip as the kernel timed it, in ms; None
+    where there is none to trust: not Linux, not connected, no sample, or a
+    retransmitted SYN (then the connect took longer than one round trip)."""
+    raw = _tcp_info(sock)
+    if raw is None:
+        return None
     (rtt_us,) = struct.unpack_from("=I", raw, _TCPI_RTT_OFFSET)
     (retransmits,) = struct.unpack_from("=I", raw, _TCPI_TOTAL_RETRANS_OFFSET)
     if rtt_us == 0 or retransmits:
@@ -208,12 +225,40 @@ def kernel_rtt_ms(sock: socket.socket) -> float | None:
     return rtt_us / 1000.0
 
 
-def _opened(sock: socket.socket, clock_ms: float) -> Attempt:
-    kernel_ms = kernel_rtt_ms(sock)
-    # more than the wall clock around the connect cannot be this handshake
-    if kernel_ms is None or kernel_ms > clock_ms:
+def kernel_connect_ms(sock: socket.socket, started: float) -> float | None:
+    """How long the kernel took to connect, from `started` (perf_counter, just
+    before `connect()`) to the SYN-ACK's arrival, in ms; None when not Linux or
+    not connected. Any later wait for the event loop is left out.
+
+    Without a retransmission it is the handshake's `tcpi_rtt` (µs). With one,
+    the connect spans the retransmission timeout too: the SYN-ACK's arrival is
+    `tcpi_last_ack_recv` ms before now (jiffies: a few ms coarse, against a
+    second of retransmission timeout)."""
+    raw = _tcp_info(sock)
+    if raw is None:
+        return None
+    now = time.perf_counter()
+    (rtt_us,) = struct.unpack_from("=I", raw, _TCPI_RTT_OFFSET)
+    (retransmits,) = struct.unpack_from("=I", raw, _TCPI_TOTAL_RETRANS_OFFSET)
+    if rtt_us and not retransmits:
+        return rtt_us / 1000.0
+    (since_ack_ms,) = struct.unpack_from("=I", raw, _TCPI_LAST_ACK_RECV_OFFSET)
+    return max(0.0, (now - started) * 1000.0 - since_ack_ms)
+
+
+def _opened(sock: socket.socket, started: float, clock_ms: float, timeout_s: float) -> Attempt:
+    """An established connect: open, with the kernel's timing where there is one;
+    a timeout when that timing says the handshake finished after `timeout_s`
+    (the loop noticed it late)."""
+    kernel_ms = kernel_connect_ms(sock, started)
+    if kernel_ms is None:
         return Attempt(outcome=OPEN, rtt_ms=clock_ms, rtt_source=CLOCK_RTT, clock_ms=clock_ms)
-    return Attempt(outcome=OPEN, rtt_ms=kernel_ms, rtt_source=KERNEL_RTT, clock_ms=clock_ms)
+    if kernel_ms > timeout_s * 1000.0:
+        return Attempt(outcome=ProbeError.TIMEOUT.value)
+    if kernel_ms > clock_ms + _JIFFY_SLACK_MS:  # more than the clock around it: not this handshake
+        return Attempt(outcome=OPEN, rtt_ms=clock_ms, rtt_source=CLOCK_RTT, clock_ms=clock_ms)
+    return Attempt(outcome=OPEN, rtt_ms=min(kernel_ms, clock_ms), rtt_source=KERNEL_RTT,
+                   clock_ms=clock_ms)
 
 
 async def connect_once(family: int, sockaddr: tuple, timeout_s: float,
@@ -247,10 +292,9 @@ async def connect_once(family: int, sockaddr: tuple, timeout_s: float,
             except TimeoutError:
                 # A busy loop can notice a connect only after its timeout: the
                 # kernel's handshake time says whether it was in time.
-                kernel_ms = kernel_rtt_ms(sock)
-                if kernel_ms is not None and kernel_ms <= timeout_s * 1000.0:
-                    return Attempt(outcome=OPEN, rtt_ms=kernel_ms, rtt_source=KERNEL_RTT,
-                                   clock_ms=(time.perf_counter() - started) * 1000.0)
+                if kernel_connect_ms(sock, started) is not None:
+                    return _opened(sock, started, (time.perf_counter() - started) * 1000.0,
+                                   timeout_s)
                 notices = read_icmp_errors(sock)
                 late = await _late_errors(sock, done, started, late_grace_s) \
                     if late_grace_s > 0 and not notices else ()
@@ -263,7 +307,7 @@ async def connect_once(family: int, sockaddr: tuple, timeout_s: float,
         # SO_ERROR first: reading the error queue clears the pending socket error.
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err == 0:
-            return _opened(sock, (finished - started) * 1000.0)
+            return _opened(sock, started, (finished - started) * 1000.0, timeout_s)
         return _failed(err, local=False, notices=read_icmp_errors(sock))
     finally:
         sock.close()
@@ -408,6 +452,8 @@ def _message(error: ProbeError, task: ProbeTask, count: int, total: int,
 
 class TcpProbe:
     kind = "tcp"
+    # TCP_INFO: see Probe.rtt_from_kernel (elsewhere the RTT is the clock's)
+    rtt_from_kernel = _TCP_INFO is not None
 
     def preflight(self, tasks: list[ProbeTask]) -> str | None:
         return None  # an ordinary connect needs no privilege
