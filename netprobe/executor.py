@@ -300,11 +300,11 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
     `while_waiting` is work that does not depend on the results (the static
     audit, say). It runs once, in a thread, and has finished (or raised) when
     this returns. When every probe of the first phase takes its RTTs from the
-    kernel's timestamps (ICMP), it starts as soon as all of them have been
-    sent, and fills the time they spend waiting for replies and timeouts
-    instead of adding to the run; the replies queue in the socket meanwhile,
-    and the thread yields the interpreter every few milliseconds. Otherwise
-    (TCP, DNS: RTTs timed when the loop runs a callback, which a busy thread
+    kernel's timestamps (ICMP, TCP and DNS on Linux), it starts as soon as all
+    of them have been sent, and fills the time they spend waiting for replies
+    and timeouts instead of adding to the run; the replies queue in the socket
+    meanwhile, and the thread yields the interpreter every few milliseconds.
+    Otherwise (a kind timed when the loop runs a callback, which a busy thread
     would delay) it runs after the probes. The same thread then makes the
     report's JSON of the results already in (`ProbeResult.to_json` keeps it),
     and then `foresight`'s work (see `Foresight`), when the plan is one phase.

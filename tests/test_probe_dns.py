@@ -16,7 +16,7 @@ from conftest import LOOPBACK, RoutedLab, free_port, ipv6_loopback_works
 from netprobe.evidence import Outcome, ProbeError, ProbeResult
 from netprobe.lab.dns_server import DnsServer
 from netprobe.probes import get_probe
-from netprobe.probes.dns import PROBE, query_once
+from netprobe.probes.dns import PROBE, Question, query_once
 from netprobe.probes.interface import ProbeContext, ProbeTask, RateLimiter
 
 
@@ -61,9 +61,9 @@ def test_a_busy_event_loop_does_not_inflate_the_rtt(dns_server: DnsServer) -> No
     async def main() -> tuple[list, float]:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        question = Question.make("www.intra.example", "A", ["203.0.113.10"])
         attempts = [asyncio.ensure_future(query_once(
-            dns.message.make_query("www.intra.example", "A"), LOOPBACK, dns_server.port, 2.0,
-            dns.rdatatype.A, ["203.0.113.10"], ProbeContext())) for _ in range(5)]
+            question, LOOPBACK, dns_server.port, 2.0, ProbeContext())) for _ in range(5)]
         loop.call_soon(time.sleep, 0.3)  # after each query went out, before any answer is read
         done = await asyncio.gather(*attempts)
         return list(done), time.perf_counter() - started

@@ -2,9 +2,17 @@
 
 Each attempt is one query over UDP (from a fresh connected socket, so the
 kernel reports an ICMP port-unreachable and drops datagrams from any other
-source), retried over TCP when the answer comes back truncated. Attempts start
-`interval_s` apart and overlap, like the TCP probe's connects; each is bounded
-by `timeout_s`, TCP fallback included.
+source), retried over TCP (dnspython's) when the answer comes back truncated.
+Attempts start `interval_s` apart and overlap, like the TCP probe's connects;
+each is bounded by `timeout_s`, TCP fallback included.
+
+The UDP leg is our own: the query's wire form is built once per probe (each
+attempt sets its id), and the answer's RTT runs from the send to the kernel's
+receive stamp (SO_TIMESTAMPNS), so an event loop busy with other probes (or
+with the diagnosis made while they wait) adds nothing to it; whether an answer
+came in time is judged on that stamp too. dnspython parses the answers, once
+per distinct answer (1,000 servers of one zone answer alike). After a TCP
+fallback the RTT is the clock's over both legs (`detail["rtt_source"]`).
 
 An attempt ends in one of:
   ok            NOERROR, and the answers match `expect` (when given)
@@ -23,6 +31,7 @@ import contextlib
 import errno
 import ipaddress
 import socket
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +39,7 @@ from typing import Any
 
 import dns.asyncbackend
 import dns.asyncquery
+import dns.entropy
 import dns.exception
 import dns.message
 import dns.name
@@ -135,6 +145,105 @@ def _answer_rdatas(response: dns.message.Message, rdtype: int) -> list[dns.rdata
 # -- one attempt -------------------------------------------------------------
 
 _ANCDATA_SIZE = socket.CMSG_SPACE(TIMESPEC.size)
+_MAX_UDP_ANSWER = 65535
+# Verdicts on answers kept per run: 1,000 servers of one zone send the same
+# bytes but for the id, and parsing them once is enough.
+_VERDICTS_KEPT = 4096
+
+
+@dataclass(frozen=True)
+class Question:
+    """One probe's query, built once: its wire form (each attempt puts its own id
+    in the first two bytes) and what judging an answer depends on."""
+
+    message: dns.message.Message
+    wire: bytes
+    rdtype: int
+    expect: tuple[str, ...] | None
+
+    @classmethod
+    def make(cls, name: str | dns.name.Name, rdtype: str | int,
+             expect: list[str] | None = None) -> Question:
+        message = dns.message.make_query(name, rdtype)
+        return cls(message, message.to_wire(), message.question[0].rdtype,
+                   None if expect is None else tuple(expect))
+
+    def wire_with_id(self, query_id: int) -> bytes:
+        return query_id.to_bytes(2, "big") + self.wire[2:]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an answer to a `Question` says, whatever its id."""
+
+    outcome: str  # OK, dns_error or dns_mismatch
+    rcode: str | None = None
+    answers: tuple[str, ...] = ()
+    truncated: bool = False  # TC set: ask again over TCP
+
+
+def judge(question: Question, response: dns.message.Message) -> Verdict:
+    """The outcome of a (complete) response to `question`."""
+    rcode = dns.rcode.to_text(response.rcode())
+    rdatas = _answer_rdatas(response, question.rdtype)
+    answers = tuple(rd.to_text() for rd in rdatas)
+    if response.rcode() != dns.rcode.NOERROR:
+        return Verdict(ProbeError.DNS_ERROR.value, rcode, answers)
+    if question.expect is not None and not answers_match(
+            dns.rdatatype.to_text(question.rdtype), rdatas, list(question.expect)):
+        return Verdict(ProbeError.DNS_MISMATCH.value, rcode, answers)
+    return Verdict(OK, rcode, answers)
+
+
+def judge_wire(question: Question, data: bytes, cache: dict) -> Verdict | None:
+    """The verdict on a datagram whose id was checked already; None when it is
+    not a usable response to `question` (garbage, another question): as
+    dnspython's `ignore_errors`, the attempt keeps listening. Cached by the bytes
+    after the id."""
+    key = (question.wire[2:], question.expect, data[2:])
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    truncated = False
+    try:
+        response = dns.message.from_wire(data, raise_on_truncation=True)
+    except dns.message.Truncated as exc:
+        response, truncated = exc.message(), True
+    except Exception:
+        response = None
+    verdict = None
+    if response is not None:
+        response.id = question.message.id  # the id is the attempt's, checked by the caller
+        if question.message.is_response(response):
+            verdict = Verdict(OK, truncated=True) if truncated else judge(question, response)
+    if len(cache) >= _VERDICTS_KEPT:
+        cache.clear()
+    cache[key] = verdict
+    return verdict
+
+
+def open_udp(server: str, port: int) -> socket.socket:
+    """A connected, non-blocking UDP socket with IP_RECVERR and receive stamps.
+
+    Connected, so datagrams from any other address or port are dropped by the
+    kernel; IP_RECVERR, so every ICMP error is reported (a plain UDP socket
+    hears only "hard" ones like port-unreachable, not host-unreachable) and
+    queued with the address of the router that sent it; SO_TIMESTAMPNS, so an
+    answer's time is the kernel's, not when a busy event loop read it.
+    """
+    family, sockaddr = sockaddr_for(server, port)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        enable_recverr(sock)
+        with contextlib.suppress(OSError):  # not Linux: the clock stands in
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.connect(sockaddr)  # no packet: only picks the route and source address
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _wake(ready: asyncio.Future[None]) -> None:
@@ -142,170 +251,119 @@ def _wake(ready: asyncio.Future[None]) -> None:
         ready.set_result(None)
 
 
-class ConnectedUdp(dns.asyncbackend.DatagramSocket):
-    """A connected UDP socket with IP_RECVERR, for dnspython's async `udp()`.
-
-    Connected, so datagrams from any other address or port are dropped by the
-    kernel; IP_RECVERR, so every ICMP error is reported (a plain UDP socket
-    hears only "hard" ones like port-unreachable, not host-unreachable) and
-    queued with the address of the router that sent it.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__(sock.family, socket.SOCK_DGRAM)
-        self.sock = sock
-        # perf_counter stamps around the wire, so the RTT leaves out building
-        # and parsing messages (our CPU, not the network).
-        self.sent_at: float | None = None
-        self.received_at: float | None = None
-        # The same pair on the wall clock, the receive side from the kernel
-        # (SO_TIMESTAMPNS): with thousands of queries in flight the event loop
-        # notices an answer late, and only the kernel's stamp leaves that out.
-        self.sent_wall: float | None = None
-        self.received_kernel: float | None = None
-
-    @classmethod
-    def open(cls, server: str, port: int) -> ConnectedUdp:
-        family, sockaddr = sockaddr_for(server, port)
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            enable_recverr(sock)
-            with contextlib.suppress(OSError):  # not Linux: the clock stands in
-                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.connect(sockaddr)  # no packet: only picks the route and source address
-        except OSError:
-            sock.close()
-            raise
-        return cls(sock)
-
-    async def sendto(self, what: bytes, destination: Any, timeout: float | None) -> int:
-        self.sent_at = time.perf_counter()
-        self.sent_wall = time.time()
-        await asyncio.get_running_loop().sock_sendall(self.sock, what)
-        return len(what)
-
-    async def recvfrom(self, size: int, timeout: float | None) -> tuple[bytes, Any]:
-        try:
-            async with asyncio.timeout(timeout):
-                data, ancdata = await self._recvmsg(size)
-        except TimeoutError:
-            raise dns.exception.Timeout(timeout=timeout) from None
-        self.received_at = time.perf_counter()
-        self.received_kernel = kernel_rx_time_s(ancdata)
-        return data, self.sock.getpeername()
-
-    async def _recvmsg(self, size: int) -> tuple[bytes, list]:
-        """One datagram and its ancillary data (asyncio has no sock_recvmsg)."""
-        loop = asyncio.get_running_loop()
-        fd = self.sock.fileno()
-        while True:
-            try:
-                data, ancdata, _flags, _addr = self.sock.recvmsg(size, _ANCDATA_SIZE)
-                return data, ancdata
-            except (BlockingIOError, InterruptedError):
-                pass
-            ready: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(fd, _wake, ready)
-            try:
-                await ready
-            finally:
-                loop.remove_reader(fd)
-
-    def rtt_ms(self) -> tuple[float, str] | None:
-        """The UDP exchange's RTT and where it came from (`kernel` or `clock`)."""
-        if self.sent_at is None or self.received_at is None:
-            return None
-        clock_ms = (self.received_at - self.sent_at) * 1000.0
-        if self.received_kernel is not None and self.sent_wall is not None:
-            kernel_ms = (self.received_kernel - self.sent_wall) * 1000.0
-            if 0.0 <= kernel_ms <= clock_ms:  # a wall-clock step: keep the clock's
-                return kernel_ms, KERNEL_RTT
-        return clock_ms, CLOCK_RTT
-
-    def icmp_errors(self) -> tuple[IcmpNotice, ...]:
-        return read_icmp_errors(self.sock)
-
-    async def close(self) -> None:
-        self.sock.close()
-
-    async def getpeername(self) -> Any:
-        return self.sock.getpeername()
-
-    async def getsockname(self) -> Any:
-        return self.sock.getsockname()
+async def wait_readable(sock: socket.socket, timeout_s: float) -> None:
+    """Until `sock` has a datagram or an error queued, or `timeout_s` passed."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+    loop.add_reader(fd, _wake, ready)  # an ICMP error (EPOLLERR) wakes it too
+    timer = loop.call_later(timeout_s, _wake, ready)
+    try:
+        await ready
+    finally:
+        timer.cancel()
+        loop.remove_reader(fd)
 
 
-async def late_icmp_errors(udp: ConnectedUdp, started: float, grace_s: float
+async def late_icmp_errors(sock: socket.socket, started: float, grace_s: float
                            ) -> tuple[dict, ...]:
     """After a timeout: wait up to `grace_s` for an ICMP error on the socket (a
     router that gave up on a dead next hop answers seconds late)."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-    fd = udp.sock.fileno()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))  # an error wakes it
-    try:
-        async with asyncio.timeout(grace_s):
-            await ready
-    except TimeoutError:
+    await wait_readable(sock, grace_s)
+    notices = read_icmp_errors(sock)
+    if not notices:
         return ()
-    finally:
-        loop.remove_reader(fd)
     after_ms = round((time.perf_counter() - started) * 1000.0, 1)
-    return tuple({**n.to_json(), "after_ms": after_ms} for n in udp.icmp_errors())
+    return tuple({**n.to_json(), "after_ms": after_ms} for n in notices)
 
 
-async def query_once(query: dns.message.Message, server: str, port: int, timeout_s: float,
-                     rdtype: int, expect: list[str] | None, ctx: ProbeContext,
-                     late_grace_s: float = 0.0) -> Attempt:
-    """One query over UDP, then TCP if the answer was truncated."""
+async def query_once(question: Question, server: str, port: int, timeout_s: float,
+                     ctx: ProbeContext, late_grace_s: float = 0.0) -> Attempt:
+    """One query over UDP, then over TCP (dnspython's) if the answer was truncated.
+
+    The UDP answer's RTT runs from the send to the kernel's receive stamp, and
+    whether it came in time is judged on that stamp too: an answer the loop
+    reads after the timeout, but which arrived within it, counts."""
     started = time.perf_counter()
     deadline = started + timeout_s
-    tcp_fallback = False
     try:
-        udp = ConnectedUdp.open(server, port)
+        sock = open_udp(server, port)
     except OSError as exc:  # connect() failed before sending: a local fault
         return _failed(exc, local=True)
+    query_id = dns.entropy.random_16()
+    id_bytes = query_id.to_bytes(2, "big")
+    cache = ctx.resources.setdefault("dns", {})
     try:
-        async with udp:
+        sent_wall = time.time()
+        sent_at = time.perf_counter()
+        answered_late = False
+        try:
             try:
-                response = await dns.asyncquery.udp(
-                    query, server, timeout=timeout_s, port=port, sock=udp,
-                    ignore_unexpected=True, ignore_errors=True, raise_on_truncation=True)
-            except dns.message.Truncated:
-                tcp_fallback = True
-                await ctx.rate.take()
-                response = await dns.asyncquery.tcp(
-                    query, server, timeout=max(0.001, deadline - time.perf_counter()),
-                    port=port, backend=dns.asyncbackend.get_backend("asyncio"))
-            except OSError as exc:  # the error queue says who sent the ICMP error
-                return _failed(exc, local=False, notices=udp.icmp_errors())
-            except dns.exception.Timeout:  # UDP only: the TCP leg's timeout is caught below
-                late = await late_icmp_errors(udp, started, late_grace_s) \
-                    if late_grace_s > 0 else ()
-                return Attempt(outcome=ProbeError.TIMEOUT.value, late_errors=late)
+                sock.send(question.wire_with_id(query_id))
+            except BlockingIOError:  # a full send buffer: wait for room
+                await asyncio.get_running_loop().sock_sendall(sock, question.wire_with_id(query_id))
+            while True:
+                try:
+                    data, ancdata, _flags, _addr = sock.recvmsg(_MAX_UDP_ANSWER, _ANCDATA_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    left_s = deadline - time.perf_counter()
+                    if left_s <= 0:
+                        break  # and nothing queued: a timeout
+                    await wait_readable(sock, left_s)
+                    continue
+                received_at = time.perf_counter()
+                verdict = judge_wire(question, data, cache) if data[:2] == id_bytes else None
+                if verdict is None:
+                    continue  # not an answer to this query
+                clock_ms = (received_at - sent_at) * 1000.0
+                kernel_at = kernel_rx_time_s(ancdata)
+                kernel_ms = None if kernel_at is None else (kernel_at - sent_wall) * 1000.0
+                if kernel_ms is not None and kernel_ms > timeout_s * 1000.0:
+                    answered_late = True  # after the timeout; the loop was only slow to read it
+                    break
+                if verdict.truncated:
+                    return await _over_tcp(question, server, port, deadline, sent_at, ctx)
+                if kernel_ms is not None and 0.0 <= kernel_ms <= clock_ms:
+                    rtt_ms, rtt_source = kernel_ms, KERNEL_RTT
+                else:  # no stamp, or a wall-clock step: the clock's
+                    rtt_ms, rtt_source = clock_ms, CLOCK_RTT
+                return Attempt(outcome=verdict.outcome, rcode=verdict.rcode,
+                               answers=verdict.answers,
+                               rtt_ms=rtt_ms if verdict.outcome == OK else None,
+                               rtt_source=rtt_source if verdict.outcome == OK else None)
+        except OSError as exc:  # the error queue says who sent the ICMP error
+            return _failed(exc, local=False, notices=read_icmp_errors(sock))
+        # (a server that answered late sends no ICMP error to wait for)
+        late = await late_icmp_errors(sock, started, late_grace_s) \
+            if late_grace_s > 0 and not answered_late else ()
+        return Attempt(outcome=ProbeError.TIMEOUT.value, late_errors=late)
+    finally:
+        sock.close()
+
+
+async def _over_tcp(question: Question, server: str, port: int, deadline: float,
+                    sent_at: float, ctx: ProbeContext) -> Attempt:
+    """The truncated query again over TCP, within what is left of the attempt's
+    timeout; the RTT is the clock's over both legs."""
+    await ctx.rate.take()
+    try:
+        response = await dns.asyncquery.tcp(
+            question.message, server, timeout=max(0.001, deadline - time.perf_counter()),
+            port=port, backend=dns.asyncbackend.get_backend("asyncio"))
     except dns.exception.Timeout:
-        return Attempt(outcome=ProbeError.TIMEOUT.value, tcp_fallback=tcp_fallback)
+        return Attempt(outcome=ProbeError.TIMEOUT.value, tcp_fallback=True)
     except OSError as exc:
-        return _failed(exc, local=False, tcp_fallback=tcp_fallback)
+        return _failed(exc, local=False, tcp_fallback=True)
     except (EOFError, dns.exception.DNSException) as exc:
         # The server spoke but not DNS we can use (closed the TCP leg, garbage).
-        return Attempt(outcome=ProbeError.DNS_ERROR.value, tcp_fallback=tcp_fallback,
+        return Attempt(outcome=ProbeError.DNS_ERROR.value, tcp_fallback=True,
                        why=f"unusable answer: {type(exc).__name__} {exc}".strip())
-    measured = None if tcp_fallback else udp.rtt_ms()
-    if measured is None:
-        rtt_ms, rtt_source = (time.perf_counter() - (udp.sent_at or started)) * 1000.0, CLOCK_RTT
-    else:
-        rtt_ms, rtt_source = measured
-    rcode = dns.rcode.to_text(response.rcode())
-    rdatas = _answer_rdatas(response, rdtype)
-    answers = tuple(rd.to_text() for rd in rdatas)
-    common = dict(rcode=rcode, answers=answers, tcp_fallback=tcp_fallback)
-    if response.rcode() != dns.rcode.NOERROR:
-        return Attempt(outcome=ProbeError.DNS_ERROR.value, **common)
-    if expect is not None and not answers_match(dns.rdatatype.to_text(rdtype), rdatas, expect):
-        return Attempt(outcome=ProbeError.DNS_MISMATCH.value, **common)
-    return Attempt(outcome=OK, rtt_ms=rtt_ms, rtt_source=rtt_source, **common)
+    verdict = judge(question, response)
+    ok = verdict.outcome == OK
+    return Attempt(outcome=verdict.outcome, rcode=verdict.rcode, answers=verdict.answers,
+                   tcp_fallback=True,
+                   rtt_ms=(time.perf_counter() - sent_at) * 1000.0 if ok else None,
+                   rtt_source=CLOCK_RTT if ok else None)
 
 
 def _failed(exc: OSError, *, local: bool, tcp_fallback: bool = False,
@@ -421,6 +479,8 @@ def _message(error: ProbeError, task: ProbeTask, server: str, port: int, shown: 
 
 class DnsProbe:
     kind = "dns"
+    # SO_TIMESTAMPNS: see Probe.rtt_from_kernel (after a TCP fallback, the clock's)
+    rtt_from_kernel = sys.platform.startswith("linux")
 
     def preflight(self, tasks: list[ProbeTask]) -> str | None:
         return None  # ordinary UDP and TCP sockets
@@ -438,22 +498,19 @@ class DnsProbe:
                                 ProbeError.RESOLVE, f"DNS server: {exc}")
         try:
             server = str(ipaddress.ip_address(server))
-            query = dns.message.make_query(task.params["query"],
-                                           str(task.params.get("type") or "A").upper())
+            question = Question.make(task.params["query"],
+                                     str(task.params.get("type") or "A").upper(),
+                                     task.params.get("expect"))
         except (KeyError, ValueError, dns.exception.DNSException) as exc:
             return not_measured(task.id, task.kind, task.target, task.address,
                                 ProbeError.INTERNAL, f"bad dns probe settings: {exc!r}")
-        rdtype = query.question[0].rdtype
-        expect = task.params.get("expect")
         started_at = time.time()
         t0 = time.monotonic()
 
         async def attempt(i: int) -> Attempt:
             await asyncio.sleep(max(0.0, t0 + i * task.interval_s - time.monotonic()))
             await ctx.rate.take()
-            # a fresh id each try; the first uses the query built above (one fewer at 1,000s)
-            q = query if i == 0 else dns.message.make_query(query.question[0].name, rdtype)
-            return await query_once(q, server, port, task.timeout_s, rdtype, expect, ctx,
+            return await query_once(question, server, port, task.timeout_s, ctx,
                                     task.late_grace_s)
 
         attempts = await asyncio.gather(*(attempt(i) for i in range(max(1, task.attempts))))

@@ -102,9 +102,11 @@ class Probe(Protocol):
     # phase 1 (path discovery: trace), so building trace packets never inflates
     # a measured RTT. A probe without the attribute is phase 0.
     phase: int
-    # True when its RTTs come from the kernel's receive timestamps, so other work
-    # in this process while it waits cannot inflate them (the executor then does
-    # its callers' `while_waiting` work meanwhile). Absent: False.
+    # True when its RTTs, and whether a reply came in time, come from the kernel's
+    # timestamps (ICMP and DNS: SO_TIMESTAMPNS; TCP: TCP_INFO), so other work in
+    # this process while it waits cannot inflate them or turn a reply into a
+    # timeout (the executor then does its callers' `while_waiting` work
+    # meanwhile). Absent: False.
     rtt_from_kernel: bool
     # False when its probes share one socket (ICMP) instead of holding a
     # descriptor each: `--concurrency` then does not bound them. Absent: True.
