@@ -57,6 +57,7 @@ from netprobe.probes.tcp import (
     LOCAL_REFUSAL_ERRNOS,
     LOCAL_RESOURCE_ERRNOS,
     NOT_SENT,
+    SOCK_NONBLOCK,
     enable_recverr,
     from_a_firewall,
     is_time_exceeded,
@@ -182,6 +183,18 @@ class Verdict:
     truncated: bool = False  # TC set: ask again over TCP
 
 
+def _question(task: ProbeTask, ctx: ProbeContext) -> Question:
+    """The task's question, built once per run for all probes that ask it."""
+    expect = task.params.get("expect")
+    key = (task.params["query"], str(task.params.get("type") or "A").upper(),
+           None if expect is None else tuple(expect))
+    questions = ctx.resources.setdefault("dns.questions", {})
+    question = questions.get(key)
+    if question is None:
+        question = questions[key] = Question.make(*key)
+    return question
+
+
 def judge(question: Question, response: dns.message.Message) -> Verdict:
     """The outcome of a (complete) response to `question`."""
     rcode = dns.rcode.to_text(response.rcode())
@@ -223,7 +236,8 @@ def judge_wire(question: Question, data: bytes, cache: dict) -> Verdict | None:
     return verdict
 
 
-def open_udp(server: str, port: int) -> socket.socket:
+def open_udp(server: str, port: int, family_sockaddr: tuple[int, tuple] | None = None
+             ) -> socket.socket:
     """A connected, non-blocking UDP socket with IP_RECVERR and receive stamps.
 
     Connected, so datagrams from any other address or port are dropped by the
@@ -232,10 +246,11 @@ def open_udp(server: str, port: int) -> socket.socket:
     queued with the address of the router that sent it; SO_TIMESTAMPNS, so an
     answer's time is the kernel's, not when a busy event loop read it.
     """
-    family, sockaddr = sockaddr_for(server, port)
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    family, sockaddr = family_sockaddr or sockaddr_for(server, port)
+    sock = socket.socket(family, socket.SOCK_DGRAM | SOCK_NONBLOCK)
     try:
-        sock.setblocking(False)
+        if not SOCK_NONBLOCK:
+            sock.setblocking(False)
         enable_recverr(sock)
         with contextlib.suppress(OSError):  # not Linux: the clock stands in
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -278,7 +293,8 @@ async def late_icmp_errors(sock: socket.socket, started: float, grace_s: float
 
 
 async def query_once(question: Question, server: str, port: int, timeout_s: float,
-                     ctx: ProbeContext, late_grace_s: float = 0.0) -> Attempt:
+                     ctx: ProbeContext, late_grace_s: float = 0.0, *,
+                     family_sockaddr: tuple[int, tuple] | None = None) -> Attempt:
     """One query over UDP, then over TCP (dnspython's) if the answer was truncated.
 
     The UDP answer's RTT runs from the send to the kernel's receive stamp, and
@@ -287,12 +303,12 @@ async def query_once(question: Question, server: str, port: int, timeout_s: floa
     started = time.perf_counter()
     deadline = started + timeout_s
     try:
-        sock = open_udp(server, port)
+        sock = open_udp(server, port, family_sockaddr)
     except OSError as exc:  # connect() failed before sending: a local fault
         return _failed(exc, local=True)
     query_id = dns.entropy.random_16()
     id_bytes = query_id.to_bytes(2, "big")
-    cache = ctx.resources.setdefault("dns", {})
+    cache = ctx.resources.setdefault("dns.verdicts", {})
     try:
         sent_wall = time.time()
         sent_at = time.perf_counter()
@@ -302,6 +318,7 @@ async def query_once(question: Question, server: str, port: int, timeout_s: floa
                 sock.send(question.wire_with_id(query_id))
             except BlockingIOError:  # a full send buffer: wait for room
                 await asyncio.get_running_loop().sock_sendall(sock, question.wire_with_id(query_id))
+            await wait_readable(sock, deadline - time.perf_counter())  # nothing to read yet
             while True:
                 try:
                     data, ancdata, _flags, _addr = sock.recvmsg(_MAX_UDP_ANSWER, _ANCDATA_SIZE)
@@ -492,15 +509,13 @@ class DnsProbe:
                                 f"no address for the DNS server of {task.target!r}")
         port = task.port or 53
         try:
-            sockaddr_for(server, port)
+            family_sockaddr = sockaddr_for(server, port)
         except ValueError as exc:
             return not_measured(task.id, task.kind, task.target, task.address,
                                 ProbeError.RESOLVE, f"DNS server: {exc}")
         try:
             server = str(ipaddress.ip_address(server))
-            question = Question.make(task.params["query"],
-                                     str(task.params.get("type") or "A").upper(),
-                                     task.params.get("expect"))
+            question = _question(task, ctx)
         except (KeyError, ValueError, dns.exception.DNSException) as exc:
             return not_measured(task.id, task.kind, task.target, task.address,
                                 ProbeError.INTERNAL, f"bad dns probe settings: {exc!r}")
@@ -508,13 +523,18 @@ class DnsProbe:
         t0 = time.monotonic()
 
         async def attempt(i: int) -> Attempt:
-            await asyncio.sleep(max(0.0, t0 + i * task.interval_s - time.monotonic()))
-            await ctx.rate.take()
+            if i:
+                await asyncio.sleep(max(0.0, t0 + i * task.interval_s - time.monotonic()))
+            if ctx.rate.rate_pps > 0:
+                await ctx.rate.take()
             return await query_once(question, server, port, task.timeout_s, ctx,
-                                    task.late_grace_s)
+                                    task.late_grace_s, family_sockaddr=family_sockaddr)
 
-        attempts = await asyncio.gather(*(attempt(i) for i in range(max(1, task.attempts))))
-        return summarize(task, server, port, list(attempts), started_at, time.monotonic() - t0)
+        if task.attempts <= 1:  # no task of its own to overlap with (1,000s of them: --attempts 1)
+            attempts = [await attempt(0)]
+        else:
+            attempts = list(await asyncio.gather(*(attempt(i) for i in range(task.attempts))))
+        return summarize(task, server, port, attempts, started_at, time.monotonic() - t0)
 
     def silent_result(self, task: ProbeTask) -> ProbeResult | None:
         try:
