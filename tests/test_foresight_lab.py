@@ -63,11 +63,17 @@ print(json.dumps({"held": foresight.held, "guessed": sorted(foresight.guessed or
 """
 
 
+# every kind the diagnosis may run beside (its RTTs the kernel's): ICMP alone, and
+# with a TCP service and a DNS server on each endpoint
+_ICMP_TCP_DNS = (f"[icmp, tcp/{RoutedLab.TCP_PORT}, "
+                 "dns: {query: www.intra.example, expect: [203.0.113.10]}]")
+
+
+@pytest.mark.parametrize("probes", ["[icmp]", _ICMP_TCP_DNS])
 @pytest.mark.parametrize(("late_grace_s", "confirm"), [(0.0, 0), (0.3, 2)])
 def test_the_diagnosis_made_during_the_wait_is_the_real_one(routed_lab: RoutedLab, tmp_path,
-                                                               late_grace_s, confirm):
+                                                               late_grace_s, confirm, probes):
     L = routed_lab
-    probes = "[icmp]"
     config = tmp_path / "quiet.yaml"
     config.write_text(
         "version: 1\nvantage: lab\ndefaults: {timeout: 300ms, attempts: 2}\nendpoints:\n"
@@ -85,3 +91,5 @@ def test_the_diagnosis_made_during_the_wait_is_the_real_one(routed_lab: RoutedLa
     assert {g.split("/")[0] for g in out["guessed"]} == {"dropped", "dropped6"}
     assert out["held"] and out["same"], out
     assert {"timeout", "unreachable", "None"} <= set(out["errors"])
+    kinds = {g.split("/", 1)[1].split("/")[0] for g in out["guessed"]}
+    assert kinds == ({"icmp", "tcp", "dns"} if "tcp" in probes else {"icmp"}), out["guessed"]
