@@ -101,11 +101,19 @@ def test_dns_rtt_is_the_servers_delay_not_the_loops_stall(lab_loop: BackgroundLo
 
 
 _IN_NETNS = r"""
-import asyncio, json, socket, sys, time
-from netprobe.lab.listeners import BackgroundLoop, TcpListener
+import asyncio, json, socket, sys, threading, time
 from netprobe.probes.tcp import connect_once
 
-port, timeout_s, stall_s = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+port, timeout_s, stall_s, close_after_s = (int(sys.argv[1]), float(sys.argv[2]),
+                                           float(sys.argv[3]), float(sys.argv[4]))
+server = socket.create_server(("127.0.0.1", port))
+
+def serve():  # in a thread of its own: the stall is the client's
+    conn, _ = server.accept()
+    time.sleep(close_after_s)
+    conn.close()  # its FIN: an ACK received after the SYN-ACK
+
+threading.Thread(target=serve, daemon=True).start()
 
 async def attempt():
     loop = asyncio.get_running_loop()
@@ -116,10 +124,7 @@ async def attempt():
     return {"elapsed_s": time.perf_counter() - started, "outcome": a.outcome,
             "rtt_ms": a.rtt_ms, "rtt_source": a.rtt_source}
 
-with BackgroundLoop() as bg:  # the listener keeps its own thread: the stall is the client's
-    server = bg.run(TcpListener("127.0.0.1", port).start())
-    print(json.dumps(asyncio.run(attempt())))
-    bg.run(server.stop())
+print(json.dumps(asyncio.run(attempt())))
 """
 
 _PORT = 8443
@@ -147,9 +152,9 @@ def first_syn_lost() -> Iterator[str]:
         yield ns
 
 
-def _connect_in(ns: str, timeout_s: float, stall_s: float) -> dict:
+def _connect_in(ns: str, timeout_s: float, stall_s: float, close_after_s: float = 0.0) -> dict:
     proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _IN_NETNS,
-                           str(_PORT), str(timeout_s), str(stall_s)],
+                           str(_PORT), str(timeout_s), str(stall_s), str(close_after_s)],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -157,13 +162,15 @@ def _connect_in(ns: str, timeout_s: float, stall_s: float) -> dict:
 
 @pytest.mark.root
 @LINUX
-def test_tcp_rtt_spans_the_retransmission_not_the_loops_stall(first_syn_lost: str) -> None:
-    # the SYN-ACK arrives at ~1 s (the retransmission timeout); the loop is
-    # blocked until 1.3 s
-    out = _connect_in(first_syn_lost, 3.0, 1.3)
-    assert out["elapsed_s"] >= 1.3, out
+@pytest.mark.parametrize("close_after_s", [0.0, 0.2])
+def test_tcp_rtt_spans_the_retransmission_not_the_loops_stall(first_syn_lost: str,
+                                                              close_after_s: float) -> None:
+    # the SYN-ACK arrives at ~1 s (the retransmission timeout), the server's FIN
+    # at once or 0.2 s later; the loop is blocked until 1.4 s
+    out = _connect_in(first_syn_lost, 3.0, 1.4, close_after_s)
+    assert out["elapsed_s"] >= 1.4, out
     assert out["outcome"] == "open" and out["rtt_source"] == "kernel", out
-    assert 950 <= out["rtt_ms"] < 1200, out
+    assert 950 <= out["rtt_ms"] < 1150, out
 
 
 @pytest.mark.root

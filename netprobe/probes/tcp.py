@@ -25,8 +25,8 @@ connect measures the loop's backlog too, which with thousands of connects in
 flight is most of a second. Without a retransmission it is SYN sent ->
 SYN-ACK received (`tcpi_rtt`, in µs). When the SYN was retransmitted, the wait
 for the retransmission is part of connecting: it is `connect()` until the
-kernel received the SYN-ACK (`tcpi_last_ack_recv`, ms since then, read against
-the clock), so a busy loop still adds nothing. Whether an attempt was in time
+kernel received the SYN-ACK (`tcpi_last_data_recv` / `tcpi_last_ack_recv`, ms
+since then, read against the clock), so a busy loop still adds nothing. Whether an attempt was in time
 is decided on the same figure, never on when the loop woke up. Elsewhere (not
 Linux) it is the wall-clock time from `connect()` until the loop noticed.
 `detail["rtt_source"]` says which: `kernel`, `clock`, or `mixed`.
@@ -61,13 +61,14 @@ _EXTENDED_ERR = struct.Struct("=IBBBBII")
 OPEN = "open"
 
 # struct tcp_info (linux/tcp.h) only grows at its end: tcpi_state is the u8 at
-# offset 0, tcpi_last_ack_recv (ms since the last ACK came in) the u32 at 56,
-# tcpi_rtt (smoothed RTT, µs) the u32 at 68, tcpi_total_retrans the u32 at 100.
-# After a handshake and nothing else, tcpi_rtt is its one sample, and the last
-# ACK received is the SYN-ACK.
+# offset 0, tcpi_last_data_recv and tcpi_last_ack_recv (ms since data, an ACK
+# came in) the u32s at 52 and 56, tcpi_rtt (smoothed RTT, µs) the u32 at 68,
+# tcpi_total_retrans the u32 at 100. After a handshake and nothing else,
+# tcpi_rtt is its one sample, and both "last" times are the SYN-ACK's.
 _TCP_INFO = getattr(socket, "TCP_INFO", 11) if sys.platform.startswith("linux") else None
 _TCP_INFO_LEN = 104
-_TCPI_LAST_ACK_RECV_OFFSET = 56
+_TCPI_LAST_RECV_OFFSET = 52  # last_data_recv, then last_ack_recv
+_TCPI_LAST_RECV = struct.Struct("=II")
 _TCPI_RTT_OFFSET = 68
 _TCPI_TOTAL_RETRANS_OFFSET = 100
 # tcpi_last_ack_recv counts whole jiffies (1-10 ms) down to ms: a SYN-ACK timed
@@ -232,18 +233,22 @@ def kernel_connect_ms(sock: socket.socket, started: float) -> float | None:
 
     Without a retransmission it is the handshake's `tcpi_rtt` (µs). With one,
     the connect spans the retransmission timeout too: the SYN-ACK's arrival is
-    `tcpi_last_ack_recv` ms before now (jiffies: a few ms coarse, against a
-    second of retransmission timeout)."""
+    `tcpi_last_data_recv` / `tcpi_last_ack_recv` ms before now (jiffies: a few
+    ms coarse, against a second of retransmission timeout). Each moves on when
+    the server sends more before we look (a FIN moves only the ACK's, a banner
+    both): the earlier of the two is the SYN-ACK's, or as near as we can tell."""
     raw = _tcp_info(sock)
     if raw is None:
         return None
-    now = time.perf_counter()
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
     (rtt_us,) = struct.unpack_from("=I", raw, _TCPI_RTT_OFFSET)
     (retransmits,) = struct.unpack_from("=I", raw, _TCPI_TOTAL_RETRANS_OFFSET)
     if rtt_us and not retransmits:
         return rtt_us / 1000.0
-    (since_ack_ms,) = struct.unpack_from("=I", raw, _TCPI_LAST_ACK_RECV_OFFSET)
-    return max(0.0, (now - started) * 1000.0 - since_ack_ms)
+    # an event before the connect began is no part of it: not a time to trust
+    since_ms = max((ms for ms in _TCPI_LAST_RECV.unpack_from(raw, _TCPI_LAST_RECV_OFFSET)
+                    if ms <= elapsed_ms + _JIFFY_SLACK_MS), default=None)
+    return None if since_ms is None else max(0.0, elapsed_ms - since_ms)
 
 
 def _opened(sock: socket.socket, started: float, clock_ms: float, timeout_s: float) -> Attempt:
