@@ -106,6 +106,21 @@ def test_answers_other_than_expected_are_a_mismatch(dns_server, expect) -> None:
     assert "expected" in result.message and "203.0.113.11" in result.message
 
 
+def test_one_answer_is_judged_against_each_probes_own_expectation(dns_server) -> None:
+    """Probes of one run share their parsed answers: the same bytes must still
+    be a match for one expectation and a mismatch for another."""
+    async def main() -> list[ProbeResult]:
+        ctx = ProbeContext()
+        expects = (["203.0.113.10"], ["198.51.100.1"], None, ["203.0.113.10"])
+        return list(await asyncio.gather(*(
+            PROBE.run(task(LOOPBACK, dns_server.port, expect=e), ctx) for e in expects)))
+
+    ok, mismatch, unchecked, ok_again = asyncio.run(main())
+    assert ok.error is None and ok_again.error is None and unchecked.error is None
+    assert mismatch.error is ProbeError.DNS_MISMATCH
+    assert ok.detail["answers"] == mismatch.detail["answers"] == ["203.0.113.10"]
+
+
 def test_nxdomain_is_a_dns_error_from_a_live_server(dns_server: DnsServer) -> None:
     result = run(task(LOOPBACK, dns_server.port, query="nope.intra.example"))
     assert result.error is ProbeError.DNS_ERROR and result.reached is True

@@ -148,8 +148,10 @@ def _answer_rdatas(response: dns.message.Message, rdtype: int) -> list[dns.rdata
 _ANCDATA_SIZE = socket.CMSG_SPACE(TIMESPEC.size)
 _MAX_UDP_ANSWER = 65535
 # Verdicts on answers kept per run: 1,000 servers of one zone send the same
-# bytes but for the id, and parsing them once is enough.
+# bytes but for the id, and parsing them once is enough. Only answers up to
+# the usual UDP size are kept (at most ~5 MB).
 _VERDICTS_KEPT = 4096
+_VERDICT_KEPT_BYTES = 1232
 
 
 @dataclass(frozen=True)
@@ -230,9 +232,10 @@ def judge_wire(question: Question, data: bytes, cache: dict) -> Verdict | None:
         response.id = question.message.id  # the id is the attempt's, checked by the caller
         if question.message.is_response(response):
             verdict = Verdict(OK, truncated=True) if truncated else judge(question, response)
-    if len(cache) >= _VERDICTS_KEPT:
-        cache.clear()
-    cache[key] = verdict
+    if len(data) <= _VERDICT_KEPT_BYTES:
+        if len(cache) >= _VERDICTS_KEPT:
+            cache.clear()
+        cache[key] = verdict
     return verdict
 
 
