@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         return now
 
     t = time.perf_counter()
-    topology = load_topology(args.config)
+    topology = load_topology(args.config, keep=True)  # as `netprobe check` does
     t = timed("load", t)
     tasks = build_plan(topology, PlanOptions(traces=False, late_grace_s=args.late_grace))
     keep_until_exit()  # as `netprobe check` does between its stages
