@@ -413,10 +413,20 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
         last_sent = max(side_started[0] + max((t.attempts - 1) * t.interval_s for t in runnable),
                         t0 + (sum(t.attempts for t in runnable) / opts.rate_pps
                               if opts.rate_pps > 0 else 0.0))
-        guess_at = last_sent + min(t.timeout_s for t in runnable) / 2
-        while (left_s := guess_at - time.monotonic()) > 0 and not (stop and stop.is_set()):
-            time.sleep(min(left_s, 0.05))
+        shortest_s = min(t.timeout_s for t in runnable)
+        guess_at, give_up_at = last_sent + shortest_s / 2, last_sent + shortest_s
+        # ...and once the loop has caught up: no result settled while this thread
+        # slept (and left it the interpreter). Replies already queued in the socket
+        # would otherwise be taken as silent: at 50,000 probes the loop is still
+        # reading them then, and the guess, taken too early, would not hold.
+        while not (stop and stop.is_set()):
+            now, settled = time.monotonic(), len(results)
+            time.sleep(0.05)  # (a whole window each time: a short one proves nothing)
+            caught_up = len(results) == settled
             json_so_far()  # the replies settled meanwhile
+            now = time.monotonic()
+            if (now >= guess_at and caught_up) or now >= give_up_at:
+                break
         task_of = {t.id: t for t in runnable}
         guessed: dict[str, ProbeResult] = {}
         likely: list[ProbeResult] = []

@@ -415,6 +415,18 @@ def test_the_report_json_of_replies_handled_during_the_wait_is_made_during_it(mo
     assert all("_json" in r.__dict__ for r in ev.results[:3])  # kept: not made after the wait
 
 
+def test_foresight_waits_for_replies_still_being_handled_at_its_usual_time(monkeypatch):
+    # timeout 0.6 s: the guess is due 0.3 s after the last send, but answers are
+    # still settling every 20 ms until 0.4 s (a loop reading a long queue of
+    # replies): taken then, they would be guessed silent and the guess not hold
+    tasks = [dataclasses.replace(task(f"ok{i}", sleep_s=0.26 + 0.02 * i), timeout_s=0.6)
+             for i in range(8)]
+    tasks.append(dataclasses.replace(task("quiet", do="silent_after", sleep_s=0.7), timeout_s=0.6))
+    ev, foresight, seen, _ = _foresee(tasks, RunOptions(confirm_attempts=0), monkeypatch)
+    assert set(foresight.guessed) == {"quiet/b"}
+    assert foresight.held
+
+
 def test_foresight_does_not_hold_when_a_waiting_probe_ends_otherwise(monkeypatch):
     # silent in time, but a router's late error arrives: not what was guessed
     tasks = [task("ok"), task("quiet", do="silent_after", sleep_s=0.4),
