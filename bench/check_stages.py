@@ -83,8 +83,9 @@ def main(argv: list[str]) -> int:
                           thresholds=topology.thresholds, topology=prepared["topology"])
     text = render(report, Format.JSON)
     timed("render", t)
+    total_s = time.perf_counter() - t0  # the diagnosis counted once, wherever it ran
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"stages_s": stages, "probes": len(tasks), "bytes": len(text),
+    print(json.dumps({"stages_s": stages, "total_s": total_s, "probes": len(tasks), "bytes": len(text),
                       "foreseen": foresight.held,
                       "peak_rss_mb": round(peak_mb, 1),
                       "received": sum(1 for r in evidence.results if r.received)}))
