@@ -93,7 +93,8 @@ def parse_ratio(value: Any) -> float:
 
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # [0-9]: \d takes any script's digits
-_CANONICAL_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")  # no leading zeros, no spaces
+IPV4_PATTERN = f"{_OCTET}(?:\\.{_OCTET}){{3}}"
+_CANONICAL_IPV4 = re.compile(IPV4_PATTERN)  # fullmatch: no leading zeros, no spaces
 
 
 def parse_address(value: Any) -> str:
@@ -173,8 +174,6 @@ _RATIO_SCHEMA = {
               {"type": "string", "pattern": f"^[ \\t]*{_decimal_at_most(100)}[ \\t]*%[ \\t]*$"}],
     "description": "a percentage like 10% (0% to 100%), or a fraction 0.1",
 }
-_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-IPV4_PATTERN = f"{_OCTET}(?:\\.{_OCTET}){{3}}"
 
 
 def _ipv6_pattern() -> str:

@@ -420,7 +420,7 @@ async def run_plan(tasks: list[ProbeTask], options: RunOptions | None = None,
         # would otherwise be taken as silent: at 50,000 probes the loop is still
         # reading them then, and the guess, taken too early, would not hold.
         while not (stop and stop.is_set()):
-            now, settled = time.monotonic(), len(results)
+            settled = len(results)
             time.sleep(0.05)  # (a whole window each time: a short one proves nothing)
             caught_up = len(results) == settled
             json_so_far()  # the replies settled meanwhile

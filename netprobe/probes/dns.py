@@ -66,6 +66,7 @@ from netprobe.probes.tcp import (
     same_address,
     sockaddr_for,
     split_sent,
+    wake,
 )
 
 OK = "ok"
@@ -264,18 +265,13 @@ def open_udp(server: str, port: int, family_sockaddr: tuple[int, tuple] | None =
     return sock
 
 
-def _wake(ready: asyncio.Future[None]) -> None:
-    if not ready.done():
-        ready.set_result(None)
-
-
 async def wait_readable(sock: socket.socket, timeout_s: float) -> None:
     """Until `sock` has a datagram or an error queued, or `timeout_s` passed."""
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
     fd = sock.fileno()
-    loop.add_reader(fd, _wake, ready)  # an ICMP error (EPOLLERR) wakes it too
-    timer = loop.call_later(timeout_s, _wake, ready)
+    loop.add_reader(fd, wake, ready)  # an ICMP error (EPOLLERR) wakes it too
+    timer = loop.call_later(timeout_s, wake, ready)
     try:
         await ready
     finally:

@@ -212,18 +212,20 @@ def _tcp_info(sock: socket.socket) -> bytes | None:
     return raw
 
 
+def _handshake_ms(raw: bytes) -> float | None:
+    """The handshake's one round trip in a TCP_INFO, in ms; None when there is no
+    sample or the SYN was retransmitted (the connect took longer than that)."""
+    (rtt_us,) = struct.unpack_from("=I", raw, _TCPI_RTT_OFFSET)
+    (retransmits,) = struct.unpack_from("=I", raw, _TCPI_TOTAL_RETRANS_OFFSET)
+    return rtt_us / 1000.0 if rtt_us and not retransmits else None
+
+
 def kernel_rtt_ms(sock: socket.socket) -> float | None:
     """The connected handshake's round trip as the kernel timed it, in ms; None
     where there is none to trust: not Linux, not connected, no sample, or a
     retransmitted SYN (then the connect took longer than one round trip)."""
     raw = _tcp_info(sock)
-    if raw is None:
-        return None
-    (rtt_us,) = struct.unpack_from("=I", raw, _TCPI_RTT_OFFSET)
-    (retransmits,) = struct.unpack_from("=I", raw, _TCPI_TOTAL_RETRANS_OFFSET)
-    if rtt_us == 0 or retransmits:
-        return None
-    return rtt_us / 1000.0
+    return None if raw is None else _handshake_ms(raw)
 
 
 def kernel_connect_ms(sock: socket.socket, started: float) -> float | None:
@@ -241,10 +243,9 @@ def kernel_connect_ms(sock: socket.socket, started: float) -> float | None:
     if raw is None:
         return None
     elapsed_ms = (time.perf_counter() - started) * 1000.0
-    (rtt_us,) = struct.unpack_from("=I", raw, _TCPI_RTT_OFFSET)
-    (retransmits,) = struct.unpack_from("=I", raw, _TCPI_TOTAL_RETRANS_OFFSET)
-    if rtt_us and not retransmits:
-        return rtt_us / 1000.0
+    handshake_ms = _handshake_ms(raw)
+    if handshake_ms is not None:
+        return handshake_ms
     # an event before the connect began is no part of it: not a time to trust
     since_ms = max((ms for ms in _TCPI_LAST_RECV.unpack_from(raw, _TCPI_LAST_RECV_OFFSET)
                     if ms <= elapsed_ms + _JIFFY_SLACK_MS), default=None)
@@ -270,7 +271,8 @@ def _opened(sock: socket.socket, started: float, clock_ms: float, timeout_s: flo
 SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 
 
-def _expire(waiter: asyncio.Future) -> None:
+def wake(waiter: asyncio.Future) -> None:
+    """End a wait with None (a timer's callback), unless it ended already."""
     if not waiter.done():
         waiter.set_result(None)
 
@@ -287,7 +289,7 @@ async def _writable(fd: int, timeout_s: float) -> float | None:
             waiter.set_result(time.perf_counter())
 
     loop.add_writer(fd, on_writable)
-    timer = loop.call_later(timeout_s, _expire, waiter)
+    timer = loop.call_later(timeout_s, wake, waiter)
     try:
         return await waiter
     finally:
