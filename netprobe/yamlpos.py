@@ -19,6 +19,7 @@ recursive composer and constructor, because configs are untrusted input:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -54,6 +55,45 @@ SEQ, MAP = _CORE + "seq", _CORE + "map"
 
 _resolver = Resolver()
 _constructor = SafeConstructor()
+
+
+def _typed_patterns() -> dict[str, re.Pattern[str] | None] | None:
+    """PyYAML's implicit resolvers as one alternation per first character.
+
+    `Resolver.resolve` tries each of a character's regexes in a Python loop;
+    a name or an address (most of a config) matches none of them. One regex
+    call says so. None: the resolver has rules this cannot mirror (none in
+    PyYAML's own), so every scalar goes to it; a None entry: that character's
+    rules differ in flags, ask the resolver.
+    """
+    rules = _resolver.yaml_implicit_resolvers
+    if rules.get(None) or _resolver.yaml_path_resolvers:
+        return None
+    table: dict[str, re.Pattern[str] | None] = {}
+    for first, pairs in rules.items():
+        flags = {regexp.flags for _, regexp in pairs}
+        if len(flags) != 1:
+            table[first] = None
+            continue
+        flag = flags.pop()
+        # in verbose mode a pattern may end in a comment: a line break closes it
+        end = "\n" if flag & re.X else ""
+        table[first] = re.compile("|".join(f"(?:{regexp.pattern}{end})" for _, regexp in pairs),
+                                  flag)
+    return table
+
+
+_TYPED = _typed_patterns()
+_NO_RULE = re.compile("(?!)")  # a first character no implicit type starts with: never matches
+
+
+def plain_tag(value: str, implicit: tuple[bool, bool]) -> str:
+    """The tag of an untagged scalar, exactly as `_resolver.resolve` gives it."""
+    if _TYPED is not None and implicit[0]:
+        typed = _TYPED.get(value[:1], _NO_RULE)
+        if typed is not None and typed.match(value) is None:
+            return STR
+    return _resolver.resolve(ScalarNode, value, implicit)
 # the non-text core types: tag -> text -> value
 def _yaml_int(text: str) -> int:
     # plain decimals (no sign, no leading 0: YAML 1.1 reads 010 as octal)
@@ -239,7 +279,7 @@ def _plain(get_event: Any, texts: list[str]) -> Any:
                 if event.implicit[0]:
                     tag = tags.get(value)
                     if tag is None:
-                        tag = tags[value] = _resolver.resolve(ScalarNode, value, event.implicit)
+                        tag = tags[value] = plain_tag(value, event.implicit)
                 else:
                     tag = STR
             if tag == STR:
@@ -515,7 +555,7 @@ class _Builder:
             value = event.value
             tag = self.plain_tags.get(value)
             if tag is None:
-                tag = self.plain_tags[value] = _resolver.resolve(ScalarNode, value, event.implicit)
+                tag = self.plain_tags[value] = plain_tag(value, event.implicit)
             return tag
         return event.tag
 

@@ -29,7 +29,7 @@ from netprobe.config import (
     parse_probe_spec,
 )
 from netprobe.errors import ConfigError
-from netprobe.yamlpos import MAX_DEPTH, NOT_PLAIN, YamlError, parse_plain, parse_yaml
+from netprobe.yamlpos import MAX_DEPTH, NOT_PLAIN, YamlError, parse_plain, parse_yaml, plain_tag
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
 
@@ -120,6 +120,28 @@ def test_a_problem_is_reported_by_the_full_reader_with_its_position(tmp_path, te
         load_config(path)
     assert all(p.startswith(f"{path}:") and p[len(str(path)) + 1].isdigit()
                for p in caught.value.problems), caught.value.problems
+
+
+# YAML 1.1's implicit types at their edges: every spelling of bool and null, the
+# int bases, sexagesimals, the float specials, timestamps, merge and value keys
+TAG_EDGES = ["", "yes", "No", "NO", "nO", "y", "n", "on", "Off", "true", "TRUE", "tRue", "null",
+             "Null", "~", "0x1F", "0b101", "0o17", "017", "1_000", "+12", "-3", "1:20",
+             "190:20:30", ".inf", "-.Inf", ".NaN", ".nan", "1e3", "1.5e+3", "-.5", "6.8_5e+03",
+             "2001-12-14", "2001-12-14t21:59:43.10-05:00", "2002-12-14 21:59:43.10 -5", "<<",
+             "=", "!", "&a", "*a", "t00000", "192.0.2.1", "2001:db8::1", "1000ms", "icmp", "0",
+             "00", "0.", ".", "-", "+", "0x", "12:", "1,000", "\n", "yes\n", "1\n", "null\n"]
+
+
+@settings(FUZZ, max_examples=500)
+@given(text=st.one_of(st.sampled_from(TAG_EDGES),
+                      st.text(alphabet="0123456789.+-_:eExXbBoOaAtTfFnNyYlLsSuU~<=!&* \n", max_size=10),
+                      st.text(max_size=8)))
+def test_plain_tag_is_what_pyyamls_resolver_says(text):
+    from yaml.nodes import ScalarNode
+    from yaml.resolver import Resolver
+
+    for implicit in ((True, False), (False, True)):
+        assert plain_tag(text, implicit) == Resolver().resolve(ScalarNode, text, implicit), text
 
 
 def test_canonical_ipv4_shortcut_agrees_with_ipaddress():
