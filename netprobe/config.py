@@ -545,7 +545,7 @@ MAX_PROBLEMS_SHOWN = 50
 
 
 class _Problem(NamedTuple):  # a tuple: a hostile file makes 100,000s of them
-    mark: Any  # netprobe.yamlpos.Mark; None for file-level problems
+    mark: Any  # netprobe.yamltree.Mark; None for file-level problems
     path: tuple[Any, ...]
     message: str
     # a costly addition (did you mean ...?), worked out only for problems shown
@@ -591,7 +591,6 @@ def load_config(path: str | os.PathLike[str], *, keep: bool = False) -> Config:
 
 def _load_config(path: str | os.PathLike[str]) -> Config:
     from netprobe.errors import ConfigError
-    from netprobe.yamlpos import YamlError, parse_yaml
 
     source = os.fspath(path)
     text, problem = _read_text(source)
@@ -601,6 +600,8 @@ def _load_config(path: str | os.PathLike[str]) -> Config:
     config = _load_plain(text)
     if config is not None:
         return config
+    from netprobe.yamlpos import YamlError, parse_yaml
+
     try:
         parsed = parse_yaml(text)
     except YamlError as exc:
@@ -799,9 +800,18 @@ def _load_plain(text: str) -> Config | None:
 
     Read without positions (`parse_plain`); None when the text is not plain
     YAML or any check finds a problem: the caller then reads it again with
-    positions, and every problem is reported from there, as before.
+    positions, and every problem is reported from there, as before. A text
+    that passed before is not read at all: its data comes from `configcache`.
     """
-    from netprobe.yamlpos import Mark, YNode, parse_plain
+    from netprobe import configcache
+
+    entry = configcache.key(text)
+    kept = configcache.get(entry)
+    if kept is not None:
+        config = _checked(kept)
+        if config is not None:
+            return config
+    from netprobe.yamlpos import parse_plain
 
     texts: list[str] = []  # every string key and value, as the reader met them
     data = parse_plain(text, texts)
@@ -814,6 +824,16 @@ def _load_plain(text: str) -> Config | None:
     # file down the full path, which says where
     if _CONTROL.search(" ".join(texts)):
         return None
+    config = _checked(data)
+    if config is not None:  # (a kept entry that failed its checks is replaced)
+        configcache.put(entry, data)
+    return config
+
+
+def _checked(data: dict[str, Any]) -> Config | None:
+    """The schema and the cross-checks on plain data; None at the first problem."""
+    from netprobe.yamltree import Mark, YNode
+
     # positions are only for messages, and any message sends us down the full path
     nowhere = YNode("map", Mark(1, 1))
     try:

@@ -46,6 +46,11 @@ TEST_ZONE: dict[str, list[tuple[str, str]]] = {
 
 NETNS_PREFIX = "npt"
 
+# Every test reads its configs from their text, and none writes to the home
+# directory: the cache of configs already read (netprobe.configcache) is off
+# unless a test turns it on. CLI subprocesses inherit this.
+os.environ["NETPROBE_CACHE_DIR"] = ""
+
 IS_ROOT = os.geteuid() == 0
 HAS_IP = shutil.which("ip") is not None
 HAS_NFT = shutil.which("nft") is not None
