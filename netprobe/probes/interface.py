@@ -123,6 +123,15 @@ class Probe(Protocol):
         """Measure and return; never raise for a network outcome."""
         ...
 
+    async def presend(self, tasks: list[ProbeTask], ctx: ProbeContext) -> None:
+        """Send the first attempt of each task now, before `run` is called for any
+        of them; `run` then carries on from there. Optional, for kinds that share a
+        socket (ICMP): a burst of bare sends ends sooner than a coroutine per task,
+        and the last timeout runs from the last send. Called only when the rate is
+        unlimited; a task it leaves alone, `run` sends as usual.
+        """
+        ...
+
     def silent_result(self, task: ProbeTask) -> ProbeResult | None:
         """What `run` returns when every attempt was sent and nothing at all came
         back (no reply, no error, no late error), timing aside; None when it cannot
