@@ -607,6 +607,45 @@ def test_unprivileged_datagram_sockets_when_ping_group_range_allows(fresh_netns:
         assert result["received"] == 2
 
 
+# presend, then run, to N loopback addresses: how many replied
+BURST_CHILD = r"""
+import asyncio, sys
+from netprobe.probes.icmp import PROBE
+from netprobe.probes.interface import ProbeContext, ProbeTask, RateLimiter
+
+async def main():
+    addresses = [f"127.0.{i // 250}.{i % 250 + 1}" for i in range(int(sys.argv[1]))]
+    tasks = [ProbeTask(id=a + "/icmp", kind="icmp", target=a, address=a, attempts=1,
+                       timeout_s=1.0) for a in addresses]
+    ctx = ProbeContext(RateLimiter(0))
+    try:
+        await PROBE.presend(tasks, ctx)
+        results = await asyncio.gather(*(PROBE.run(t, ctx) for t in tasks))
+    finally:
+        await ctx.aclose()
+    print(sum(r.received for r in results))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.root
+@needs_netns
+@needs_setpriv
+def test_an_unprivileged_burst_is_read_before_the_socket_overflows(fresh_netns: str) -> None:
+    """Without root the receive buffer is what net.core.rmem_max allows (4 MiB here:
+    ~10,000 replies queued, the rest dropped, when the reader waited for the end of a
+    20,000-packet burst): presend lets the reader in as the buffer fills."""
+    sh("ip", "netns", "exec", fresh_netns, "sysctl", "-qw",
+       "net.ipv4.ping_group_range=0 2147483647")
+    out = subprocess.run(
+        ["ip", "netns", "exec", fresh_netns, "setpriv", "--reuid=nobody", "--regid=nogroup",
+         "--clear-groups", sys.executable, "-c", BURST_CHILD, "20000"],
+        capture_output=True, text=True, timeout=60, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == 20000
+
+
 @pytest.mark.lab
 @needs_lab
 @needs_setpriv

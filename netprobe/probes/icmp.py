@@ -63,8 +63,7 @@ _ANC_BYTES = 512
 _MAX_DRAIN = 100_000  # datagrams read per wakeup; bounds one callback's run time
 _UNSTAMPED_DRAIN_NS = 2_000_000  # read at least this often during a burst, until stamps are seen
 _SEND_STALL_S = 2.0  # give up on a send after the socket stayed unwritable this long
-_PRESEND_CHUNK = 20000  # first attempts sent between two turns of the reader (the
-# receive buffer holds ~40,000 replies: see _RCVBUF_BYTES)
+_PRESEND_CHUNK = 20000  # at most, first attempts sent between two turns of the reader
 _FIRST_SENT = "icmp.first_sent"  # ctx.resources: task id -> (engine, probe, attempt, sent at, error)
 
 # Errors from our own stack when sending: the host itself refuses to route the
@@ -234,6 +233,10 @@ class _Engine:
             self.sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _RCVBUF_BYTES)
         except OSError:  # not root: the kernel caps SO_RCVBUF at net.core.rmem_max
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF_BYTES)
+        # replies the buffer holds (the kernel reports twice what was granted, and a
+        # queued reply costs it about 1 KiB): half of that between two reads
+        granted = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self.burst = max(64, min(_PRESEND_CHUNK, granted // 1024 // 2))
 
     def _install_filter(self) -> None:
         """Let the kernel drop the ICMP we never read (other hosts' echo requests,
@@ -703,17 +706,17 @@ class IcmpProbe:
         the replies are on their way, not between two sends, and the run ends
         that much sooner (the last timeout runs from the last send): at 10,000
         targets the last packet leaves ~0.1 s after the run starts, not ~0.155 s.
-        The reader gets a turn only every _PRESEND_CHUNK sends: replies wait in
-        the socket meanwhile, stamped by the kernel on arrival. A task this
+        The reader gets a turn only every `_Engine.burst` sends (half what the
+        receive buffer holds): replies wait in the socket meanwhile, stamped by the kernel
+        on arrival. A task this
         cannot send without waiting (a host name, no free sequence number, a
         full socket) is left to `run`, as are the ones after it.
         """
         engines = ctx.resources.get(KIND) or _engines(ctx)
         first_sent = ctx.resources.setdefault(_FIRST_SENT, {})
         loop = engines.loop
-        for n, task in enumerate(tasks):
-            if n % _PRESEND_CHUNK == 0 and n:
-                await asyncio.sleep(0)  # the reader's turn: the socket's queue is finite
+        since_read = 0
+        for task in tasks:
             dest = _destination(task.address) if task.address else None
             if dest is None:
                 continue
@@ -721,6 +724,10 @@ class IcmpProbe:
             engine = engines.by_family.get(fam.af) or engines.get(fam)
             if engine.__class__ is not _Engine:
                 continue  # run() reports why
+            if since_read >= engine.burst:
+                await asyncio.sleep(0)  # the reader's turn: the socket's queue is finite
+                since_read = 0
+            since_read += 1
             timeout_s = task.timeout_s if task.timeout_s > 0 else 0.0
             probe = _Probe(loop.create_future(), int(timeout_s * 1e9))
             attempt = engine.allocate_now(probe, host, packed)
