@@ -36,7 +36,7 @@ class PlanOptions:
 def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[ProbeTask]:
     # here, not at the top: the probes' interface imports asyncio (10 ms), which
     # validate, planning with plan_targets, never needs
-    from netprobe.probes.interface import ProbeTask
+    from netprobe.probes.interface import new_task
 
     opts = options or PlanOptions()
     cfg = topology.config
@@ -46,21 +46,24 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
     interval_s = opts.interval_s if opts.interval_s is not None else d.interval
     tasks: list[ProbeTask] = []
 
+    only = opts.only
+
     def want(name: str) -> bool:
-        return opts.only is None or name in opts.only
+        return only is None or name in only
 
     for name, dev in cfg.devices.items():
         if want(name):
-            tasks.append(ProbeTask(id=f"{name}/icmp", kind="icmp", target=name, address=dev.address,
+            tasks.append(new_task(id=f"{name}/icmp", kind="icmp", target=name, address=dev.address,
                                    attempts=attempts, timeout_s=timeout_s, interval_s=interval_s,
                                    late_grace_s=opts.late_grace_s))
     for name, line in cfg.lines.items():
         if want(name):
-            tasks.append(ProbeTask(id=f"{name}/icmp", kind="icmp", target=name, address=line.far_end,
+            tasks.append(new_task(id=f"{name}/icmp", kind="icmp", target=name, address=line.far_end,
                                    attempts=attempts, timeout_s=timeout_s, interval_s=interval_s,
                                    late_grace_s=opts.late_grace_s, params={"role": "far_end"}))
+    is_group = topology.groups.__contains__
     for name, ep in cfg.endpoints.items():
-        if not want(name):
+        if only is not None and name not in only:
             continue
         # the command line beats the endpoint's own setting, which beats the defaults
         ep_attempts = opts.attempts or ep.attempts or d.attempts
@@ -71,11 +74,11 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
         traced = False
         for spec in ep.probes:
             if isinstance(spec, IcmpSpec):
-                tasks.append(ProbeTask(id=f"{name}/icmp", kind="icmp", target=name,
+                tasks.append(new_task(id=f"{name}/icmp", kind="icmp", target=name,
                                        late_grace_s=opts.late_grace_s, **common))
             elif isinstance(spec, TcpSpec):
                 svc = service_name(name, spec)
-                tasks.append(ProbeTask(id=svc, kind="tcp", target=svc, port=spec.port,
+                tasks.append(new_task(id=svc, kind="tcp", target=svc, port=spec.port,
                                        late_grace_s=opts.late_grace_s, **common))
             elif isinstance(spec, DnsSpec):
                 svc = service_name(name, spec)
@@ -85,13 +88,12 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
                 dns_common = dict(common)
                 if chk.server:
                     dns_common.update(address=chk.server, host=None)
-                tasks.append(ProbeTask(id=svc, kind="dns", target=svc, port=chk.port, params=params,
+                tasks.append(new_task(id=svc, kind="dns", target=svc, port=chk.port, params=params,
                                        late_grace_s=opts.late_grace_s, **dns_common))
             elif isinstance(spec, TraceSpec):
                 tasks.append(_trace_task(name, ep.probes, spec, common))
                 traced = True
-        behind_group = any(topology.is_group(p) for p in ep.path)
-        if opts.traces and behind_group and not traced:
+        if opts.traces and not traced and any(map(is_group, ep.path)):  # behind a group
             tasks.append(_trace_task(name, ep.probes, TraceSpec(), common))
     return tasks
 

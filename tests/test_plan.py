@@ -9,6 +9,7 @@ import pytest
 
 from netprobe.config import Config, load_topology
 from netprobe.plan import PlanOptions, build_plan, plan_targets
+from netprobe.probes.interface import ProbeTask
 from netprobe.topology import Component, Kind, build_topology
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
@@ -105,6 +106,23 @@ def test_plan_targets_cover_every_kind_of_task():
     tasks = build_plan(build_topology(Config.model_validate(TRACED), "t.yaml"))
     assert {t.kind for t in tasks} == {"icmp", "tcp", "dns", "trace"}
     assert {"app/trace", "lone/trace", "web/trace"} <= {t.id for t in tasks}
+
+
+@pytest.mark.parametrize("source", ["inline", *(p.name for p in CONFIGS)])
+def test_tasks_are_what_the_dataclass_constructor_makes(source):
+    """build_plan makes tasks without ProbeTask's __init__: the same fields, no
+    more, no fewer, and a params dict of each one's own."""
+    if source == "inline":
+        topology = build_topology(Config.model_validate(TRACED), "t.yaml")
+    else:
+        topology = load_topology(next(p for p in CONFIGS if p.name == source))
+    tasks = build_plan(topology)
+    names = [f.name for f in dataclasses.fields(ProbeTask)]
+    for task in tasks:
+        made = ProbeTask(**{n: getattr(task, n) for n in names})
+        assert vars(task) == vars(made) and task == made, task.id
+    params = [id(t.params) for t in tasks]
+    assert len(set(params)) == len(params)
 
 
 @pytest.mark.parametrize("source", ["inline", *(p.name for p in CONFIGS)])
