@@ -325,7 +325,7 @@ def check(
     from netprobe.diagnosis import diagnose, preload, static_audit
     from netprobe.executor import Foresight, RunOptions, run
     from netprobe.plan import PlanOptions, build_plan
-    from netprobe.report import Format, renderer
+    from netprobe.report import Format, format_for_path, renderer
     from netprobe.report.model import build_report
     from netprobe.signals import guard as signal_guard
     from netprobe.ui import RichProgress, stderr_console
@@ -352,6 +352,8 @@ def check(
                                markup=False)
 
     prepared: dict[str, Any] = {}
+    # JSON to print or write: its final parts serialized while the probes wait
+    json_wanted = Format.JSON in {Format(fmt), *map(format_for_path, outputs)}
 
     def prepare() -> None:
         """What needs no results, done while the probes wait for replies (0.1 s at 10,000)."""
@@ -361,9 +363,25 @@ def check(
         renderer(Format(fmt))
         prepared["static"] = static_audit(topology)
         prepared["topology"] = topology.to_json()
+        if json_wanted:
+            from netprobe.report.json_format import Prerendered  # (orjson: 10 ms to import)
 
-    # the diagnosis of the likely outcome, made while the silent probes time out
-    foresight = Foresight(lambda likely: diagnose(topology, likely, prepared["static"]))
+            prepared["parts"] = parts = Prerendered()
+            parts.add(prepared["topology"], prepared["topology"], depth=1)
+
+    def foresee(likely: Any) -> Any:
+        """The diagnosis of the likely outcome, made while the silent probes time
+        out; and the JSON of the results in and of that diagnosis's components."""
+        likely_diagnosis = diagnose(topology, likely, prepared["static"])
+        parts = prepared.get("parts")
+        if parts is not None:
+            for result in likely.results:  # (a guessed one is not in the report: unused)
+                parts.add(result, result.to_json(shared=True), depth=2)
+            for component in likely_diagnosis.components:
+                parts.add(component, component.to_json(), depth=2)
+        return likely_diagnosis
+
+    foresight = Foresight(foresee)
     guard = signal_guard()
     guard.defer(on_signal)  # probing begins: from here on a signal costs no measurement
     evidence = run(tasks, RunOptions(concurrency=concurrency, rate_pps=rate, deadline_s=deadline_s,
@@ -376,7 +394,7 @@ def check(
     keep_until_exit()
     report = build_report(topology.vantage, str(config), evidence, diagnosis, severity,
                           thresholds=topology.thresholds, topology=prepared["topology"],
-                          interrupted_by=guard.received)
+                          interrupted_by=guard.received, prerendered=prepared.get("parts"))
     code = _emit(report, fmt, outputs, quiet, verbose, history)
     _state["quick_exit"] = True
     raise typer.Exit(code)

@@ -5,6 +5,7 @@ The JSON form is a public contract: fields may be added, never renamed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,8 @@ class Report:
     # The signal (SIGTERM, ...) that stopped the run, if one did: during probing
     # the evidence says what was skipped; after it, every probe had run.
     interrupted_by: str | None = None
+    # parts of its JSON made ahead of time (json_format.Prerendered); not part of it
+    prerendered: Any = field(default=None, compare=False, repr=False)
 
     @property
     def interrupted(self) -> bool:
@@ -67,7 +70,20 @@ class Report:
     def findings(self) -> tuple[Finding, ...]:
         return self.diagnosis.findings
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, part: Callable[[object], Any] | None = None) -> dict[str, Any]:
+        """`part(source)`: a stand-in for the JSON of `source` (a component, a
+        result, an entry of `extra`) made ahead of time, or None; for the JSON
+        renderer only (json_format.Prerendered)."""
+        if part is None:
+            components = [c.to_json() for c in self.diagnosis.components]
+            probes = [r.to_json(shared=True) for r in self.evidence.results]  # only serialised
+            extra = self.extra
+        else:
+            components = [c.to_json() if (made := part(c)) is None else made
+                          for c in self.diagnosis.components]
+            probes = [r.to_json(shared=True) if (made := part(r)) is None else made
+                      for r in self.evidence.results]
+            extra = {k: v if (made := part(v)) is None else made for k, v in self.extra.items()}
         return {
             "schema": SCHEMA,
             "version": __version__,
@@ -80,21 +96,22 @@ class Report:
             "status": str(self.status),
             "exit_code": self.exit_code,
             "fail_on": str(self.fail_on),
-            "components": [c.to_json() for c in self.diagnosis.components],
+            "components": components,
             "groups": [g.to_json() for g in self.diagnosis.groups],
             "findings": [f.to_json() for f in self.diagnosis.findings],
             "explanations": [list(e) for e in self.diagnosis.explanations],
-            "probes": [r.to_json(shared=True) for r in self.evidence.results],  # only serialised
-            **self.extra,
+            "probes": probes,
+            **extra,
         }
 
 
 def build_report(vantage: str, config: str, evidence: Evidence, diagnosis: Diagnosis,
                  fail_on: Severity = Severity.WARNING, thresholds: Thresholds | None = None,
-                 interrupted_by: str | None = None, **extra: Any) -> Report:
+                 interrupted_by: str | None = None, prerendered: Any = None,
+                 **extra: Any) -> Report:
     status = diagnosis.status(fail_on)
     if evidence.interrupted and status.rank < Status.UNKNOWN.rank:
         status = Status.UNKNOWN  # an interrupted run cannot vouch for what it did not measure
     return Report(vantage=vantage, config=config, evidence=evidence, diagnosis=diagnosis,
                   status=status, fail_on=fail_on, extra=dict(extra), thresholds=thresholds,
-                  interrupted_by=interrupted_by)
+                  interrupted_by=interrupted_by, prerendered=prerendered)
