@@ -15,9 +15,14 @@ Four parts, each in the same run as its peer tools:
    (one endpoint per target, one attempt, the timeout) against
    `fping -i0 -r0 -t TIMEOUT`, each as its own process, alternating, `--repeat`
    times; wall clock, CPU, peak RSS, targets classified right, ratio to fping.
-2. start-up: `netprobe --help` and `netprobe validate CONFIG` as whole processes.
+   `netprobe` has read the config before (the cron and CI case: its entry in the
+   config cache is made by the warm-up); `np cold` never has (an empty cache each
+   run: the first run after an edit).
+2. start-up: `netprobe --help` and `netprobe validate CONFIG` as whole processes,
+   validate with the config cache off (cold) and with its entry made (warm).
 3. stages: `check_stages.py` times load, plan, probe, diagnose and render in one
-   process at each `--stages` size (median of `--repeat`), to show each is linear.
+   process at each `--stages` size (median of `--repeat`), to show each is linear;
+   the config cache is off, so `load` is the YAML read.
 4. mixed: N endpoints with icmp, tcp/443 and dns each (a TCP listener and a DNS
    server per address in the target namespace), with fping's settings and with
    the defaults (confirmation round, rate limit, late-error window), against fping, `nmap -sT -p443` and `dnsperf` over the
@@ -87,22 +92,31 @@ def sweep(src: str, tmp: Path, env: dict[str, str], sizes: list[int], args: argp
         cfg, targets_file = tmp / f"sweep-{n}.yaml", tmp / f"targets-{n}.txt"
         write_config(cfg, targets, args.timeout_ms)
         targets_file.write_text("".join(f"{t}\n" for t in targets))
+        check = [*NETPROBE, "check", str(cfg), "-f", "json", *SAME_AS_FPING, *args.netprobe_arg]
         tools = {
-            "netprobe": ([*NETPROBE, "check", str(cfg), "-f", "json", *SAME_AS_FPING,
-                          *args.netprobe_arg], netprobe_alive, (0, 1, 2, 3)),
+            # the config read before (its cache entry made by the warm-up): cron, CI
+            "netprobe": (check, netprobe_alive, (0, 1, 2, 3)),
+            # a config never read before (an empty cache each run): the first run of an edit
+            "np cold": (check, netprobe_alive, (0, 1, 2, 3)),
             "fping": (["fping", "-i0", "-r0", f"-t{args.timeout_ms}", "-f", str(targets_file)],
                       None, (0, 1)),
         }
+
+        def env_of(tool: str, run: str, n: int = n) -> dict[str, str]:
+            if tool != "np cold":
+                return env
+            return {**env, "NETPROBE_CACHE_DIR": str(tmp / f"configcache-cold-{n}-{run}")}
+
         for tool, (cmd, parse, ok) in tools.items():  # warm-up: page cache, bytecode
-            measure(src, cmd, tmp / f"{tool}-warm.out", env, **_parse_args(parse, ok))
+            measure(src, cmd, tmp / f"{tool.replace(' ', '-')}-warm.out", env_of(tool, "warm"), **_parse_args(parse, ok))
         samples: dict[str, list[Sample]] = {tool: [] for tool in tools}
         for i in range(args.repeat):
             order = list(tools.items())
             if i % 2:
                 order.reverse()
             for tool, (cmd, parse, ok) in order:
-                samples[tool].append(measure(src, cmd, tmp / f"{tool}-{n}-{i}.out", env,
-                                             **_parse_args(parse, ok)))
+                samples[tool].append(measure(src, cmd, tmp / f"{tool.replace(' ', '-')}-{n}-{i}.out",
+                                             env_of(tool, str(i)), **_parse_args(parse, ok)))
         fping_walls = [s.wall_s for s in samples["fping"]]
         for tool, runs in samples.items():
             walls = [s.wall_s for s in runs]
@@ -131,10 +145,14 @@ def startup(tmp: Path, env: dict[str, str], sizes: list[int], args: argparse.Nam
             write_config(cfg, targets, args.timeout_ms, mixed=mixed)
             if cfg.stat().st_size > 2 * 1024 * 1024:
                 continue
-            walls = wall_of([*NETPROBE, "validate", str(cfg)], env, args.repeat)
             what = "icmp+tcp+dns" if mixed else "icmp"
-            print(f"netprobe validate {n:>6} endpoints {what:<12} {statistics.median(walls):.3f} s "
-                  f"({min(walls):.3f})  {cfg.stat().st_size / 1e6:.2f} MB")
+            # read from its text (the cache off), then again with its cache entry made
+            for how, cache in (("cold", ""), ("warm", str(tmp / "configcache-validate"))):
+                walls = wall_of([*NETPROBE, "validate", str(cfg)],
+                                {**env, "NETPROBE_CACHE_DIR": cache}, args.repeat)
+                print(f"netprobe validate {n:>6} endpoints {what:<12} {how} "
+                      f"{statistics.median(walls):.3f} s ({min(walls):.3f})  "
+                      f"{cfg.stat().st_size / 1e6:.2f} MB")
 
 
 def stages(src: str, tmp: Path, env: dict[str, str], sizes: list[int], args: argparse.Namespace) -> None:
@@ -148,10 +166,11 @@ def stages(src: str, tmp: Path, env: dict[str, str], sizes: list[int], args: arg
         cfg = tmp / f"stages-{n}.yaml"
         write_config(cfg, targets, args.timeout_ms)
         runs = []
-        for _ in range(args.repeat):
+        for _ in range(args.repeat):  # the config read from its text each time (cache off)
             out = subprocess.run(["ip", "netns", "exec", src, sys.executable,
                                   str(HERE / "check_stages.py"), str(cfg), "--concurrency", str(n)],
-                                 capture_output=True, text=True, env=env, timeout=600, check=True)
+                                 capture_output=True, text=True,
+                                 env={**env, "NETPROBE_CACHE_DIR": ""}, timeout=600, check=True)
             runs.append(json.loads(out.stdout))
         med = {s: statistics.median(r["stages_s"][s] for r in runs) for s in ("import", *STAGES)}
         cpu_part = sum(med[s] for s in STAGES if s != "probe")
@@ -273,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         # an installed netprobe runs from compiled bytecode: let it be cached
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        # configs already read are kept here (netprobe.configcache), not in root's home
+        env["NETPROBE_CACHE_DIR"] = str(tmp / "configcache")
         parts = set(args.parts.split(","))
         if "sweep" in parts:
             sweep(src, tmp, env, sizes, args)
