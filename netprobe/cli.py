@@ -322,11 +322,9 @@ def check(
     printed and the exit code is the worse of the verdict's and 3.
     """
     from netprobe.config import load_topology
-    from netprobe.diagnosis import diagnose, preload, static_audit
     from netprobe.executor import Foresight, RunOptions, run
     from netprobe.plan import PlanOptions, build_plan
     from netprobe.report import Format, format_for_path, renderer
-    from netprobe.report.model import build_report
     from netprobe.signals import guard as signal_guard
     from netprobe.ui import RichProgress, stderr_console
 
@@ -357,7 +355,9 @@ def check(
 
     def prepare() -> None:
         """What needs no results, done while the probes wait for replies (0.1 s at 10,000)."""
-        preload()  # imports, off the critical path
+        from netprobe.diagnosis import preload, static_audit  # imports, off the critical path
+
+        preload()
         if not quiet:  # the progress asks for a console 1 s in, just as the timeouts fire
             import rich.console  # noqa: F401
         renderer(Format(fmt))
@@ -372,6 +372,8 @@ def check(
     def foresee(likely: Any) -> Any:
         """The diagnosis of the likely outcome, made while the silent probes time
         out; and the JSON of the results in and of that diagnosis's components."""
+        from netprobe.diagnosis import diagnose
+
         likely_diagnosis = diagnose(topology, likely, prepared["static"])
         parts = prepared.get("parts")
         if parts is not None:
@@ -389,6 +391,9 @@ def check(
                    progress=None if quiet else RichProgress(stderr_console), stop_source=guard,
                    while_waiting=prepare, foresight=foresight)
     keep_until_exit()
+    from netprobe.diagnosis import diagnose
+    from netprobe.report.model import build_report
+
     diagnosis = foresight.value if foresight.held else \
         diagnose(topology, evidence, prepared["static"])
     keep_until_exit()

@@ -25,10 +25,24 @@ from netprobe.report.atomic import (
     writability_problems,
     write_atomically,
 )
-from netprobe.report.model import SCHEMA, Report, build_report
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from netprobe.report.model import Report
+
+# SCHEMA, Report and build_report come from the model on first use: it imports the
+# diagnosis's model, and `check` needs only Format and format_for_path before the
+# probes are sent (3 ms of its start-up).
+_FROM_MODEL = frozenset({"SCHEMA", "Report", "build_report"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _FROM_MODEL:
+        from netprobe.report import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Format(StrEnum):
