@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 
@@ -187,7 +188,7 @@ class ProbeResult:
     def same_observation(self, other: ProbeResult) -> bool:
         """Equal in everything but when it ran and how long it took: what the
         diagnosis reads (it is a pure function of these fields)."""
-        return all(getattr(self, name) == getattr(other, name) for name in _OBSERVED)
+        return _observed(self) == _observed(other)
 
     # -- JSON ---------------------------------------------------------------
     def to_json(self, *, shared: bool = False) -> dict[str, Any]:
@@ -253,8 +254,10 @@ class ProbeResult:
         )
 
 
-# every field of a result but its timing (see ProbeResult.same_observation)
+# every field of a result but its timing (see ProbeResult.same_observation), as one
+# tuple: the check runs for every probe that was guessed silent, at the run's end
 _OBSERVED = tuple(f.name for f in fields(ProbeResult) if f.name not in ("started_at", "duration_s"))
+_observed = attrgetter(*_OBSERVED)
 
 
 def not_measured(task_id: str, kind: str, target: str, address: str | None,

@@ -480,3 +480,18 @@ def test_foresight_does_not_hold_for_an_interrupted_run(monkeypatch):
     ev, foresight = asyncio.run(main())
     assert ev.interrupted and foresight.guessed is not None
     assert not foresight.held and foresight.value is None
+
+
+def test_same_observation_is_every_field_but_the_timing():
+    base = ProbeResult(id="a/icmp", kind="icmp", target="a", address="192.0.2.1", sent=2,
+                       rtts_ms=(1.0,), started_at=1.0, duration_s=0.5)
+    assert base.same_observation(dataclasses.replace(base, started_at=9.0, duration_s=3.0))
+    other_values = {"id": "b/icmp", "kind": "tcp", "target": "b", "address": "192.0.2.2",
+                    "sent": 3, "rtts_ms": (2.0,), "error": ProbeError.TIMEOUT,
+                    "message": "m", "reached": False, "notices": ("n",),
+                    "detail": {"late_errors": []}}
+    observed = [f.name for f in dataclasses.fields(ProbeResult)
+                if f.name not in ("started_at", "duration_s")]
+    assert set(observed) == set(other_values), "a new field needs a case here"
+    for name, value in other_values.items():
+        assert not base.same_observation(dataclasses.replace(base, **{name: value})), name
