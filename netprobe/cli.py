@@ -188,12 +188,16 @@ def _parse_window(value: str) -> float:
     return float(m.group(1)) * unit_s
 
 
+def _check_fail_on(value: str) -> str:
+    if value not in ("warning", "critical"):
+        raise NetprobeError(f"--fail-on {value}: use warning or critical")
+    return value
+
+
 def _fail_on(value: str):
     from netprobe.diagnosis.model import Severity
 
-    if value not in ("warning", "critical"):
-        raise NetprobeError(f"--fail-on {value}: use warning or critical")
-    return Severity(value)
+    return Severity(_check_fail_on(value))
 
 
 def _check_outputs(fmt: str, outputs: list[Path]) -> None:
@@ -329,7 +333,7 @@ def check(
     from netprobe.ui import RichProgress, stderr_console
 
     outputs = list(output or [])
-    severity = _fail_on(fail_on)
+    _check_fail_on(fail_on)  # its Severity after the run: the diagnosis model is not needed before
     _check_outputs(fmt, outputs)
     if history:  # open (create, migrate) it now: a bad path must not cost a whole run
         from netprobe.history import connect
@@ -397,7 +401,7 @@ def check(
     diagnosis = foresight.value if foresight.held else \
         diagnose(topology, evidence, prepared["static"])
     keep_until_exit()
-    report = build_report(topology.vantage, str(config), evidence, diagnosis, severity,
+    report = build_report(topology.vantage, str(config), evidence, diagnosis, _fail_on(fail_on),
                           thresholds=topology.thresholds, topology=prepared["topology"],
                           interrupted_by=guard.received, prerendered=prepared.get("parts"))
     code = _emit(report, fmt, outputs, quiet, verbose, history)
