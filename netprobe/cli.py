@@ -788,16 +788,15 @@ def main() -> None:
     _state["quick_exit"] = False
     # the lab's commands cost 11 ms to import: skip them when another command runs
     words = [a for a in sys.argv[1:] if not a.startswith("-")]
-    own = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
     every_command = app.registered_commands
+    own = {c.name or c.callback.__name__: c for c in every_command if c.callback}
     if not words or words[0] not in own:
         with contextlib.suppress(ImportError):
             _mount_subcommands()
     else:
         # typer builds the options of every command to run one (signatures, type
         # hints, parsers): 7 ms of `check`'s start-up for the eight it does not run
-        app.registered_commands = [c for c in every_command
-                                   if (c.name or getattr(c.callback, "__name__", None)) == words[0]]
+        app.registered_commands = [own[words[0]]]
     try:
         app()
     except SystemExit as exc:

@@ -48,16 +48,13 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
 
     only = opts.only
 
-    def want(name: str) -> bool:
-        return only is None or name in only
-
     for name, dev in cfg.devices.items():
-        if want(name):
+        if only is None or name in only:
             tasks.append(new_task(id=f"{name}/icmp", kind="icmp", target=name, address=dev.address,
                                    attempts=attempts, timeout_s=timeout_s, interval_s=interval_s,
                                    late_grace_s=opts.late_grace_s))
     for name, line in cfg.lines.items():
-        if want(name):
+        if only is None or name in only:
             tasks.append(new_task(id=f"{name}/icmp", kind="icmp", target=name, address=line.far_end,
                                    attempts=attempts, timeout_s=timeout_s, interval_s=interval_s,
                                    late_grace_s=opts.late_grace_s, params={"role": "far_end"}))

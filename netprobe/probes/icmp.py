@@ -63,7 +63,7 @@ _ANC_BYTES = 512
 _MAX_DRAIN = 100_000  # datagrams read per wakeup; bounds one callback's run time
 _UNSTAMPED_DRAIN_NS = 2_000_000  # read at least this often during a burst, until stamps are seen
 _SEND_STALL_S = 2.0  # give up on a send after the socket stayed unwritable this long
-_PRESEND_CHUNK = 20000  # at most, first attempts sent between two turns of the reader
+_BURST_MAX = 20000  # at most, first attempts sent between two turns of the reader
 _FIRST_SENT = "icmp.first_sent"  # ctx.resources: task id -> (engine, probe, attempt, sent at, error)
 
 # Errors from our own stack when sending: the host itself refuses to route the
@@ -236,7 +236,7 @@ class _Engine:
         # replies the buffer holds (the kernel reports twice what was granted, and a
         # queued reply costs it about 1 KiB): half of that between two reads
         granted = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        self.burst = max(64, min(_PRESEND_CHUNK, granted // 1024 // 2))
+        self.burst = max(64, min(_BURST_MAX, granted // 1024 // 2))
 
     def _install_filter(self) -> None:
         """Let the kernel drop the ICMP we never read (other hosts' echo requests,
@@ -672,6 +672,10 @@ def _families(tasks: list[ProbeTask]) -> list[_Family]:
     return [fam for fam, wanted in ((_V4, has_v4), (_V6, has_v6)) if wanted]
 
 
+def _timeout_of(task: ProbeTask) -> float:
+    return task.timeout_s if task.timeout_s > 0 else 0.0
+
+
 def _send_failure(code: int) -> tuple[ProbeError, str]:
     reason = os.strerror(code)
     if code in _NO_ROUTE_ERRNOS:
@@ -706,11 +710,10 @@ class IcmpProbe:
         the replies are on their way, not between two sends, and the run ends
         that much sooner (the last timeout runs from the last send): at 10,000
         targets the last packet leaves ~0.1 s after the run starts, not ~0.155 s.
-        The reader gets a turn only every `_Engine.burst` sends (half what the
-        receive buffer holds): replies wait in the socket meanwhile, stamped by the kernel
-        on arrival. A task this
-        cannot send without waiting (a host name, no free sequence number, a
-        full socket) is left to `run`, as are the ones after it.
+        The reader gets a turn every `_Engine.burst` sends (half what the receive
+        buffer holds); replies wait in the socket meanwhile, stamped by the kernel
+        on arrival. A task this cannot send without waiting (a host name, no free
+        sequence number, a full socket) is left to `run`, as are the ones after it.
         """
         engines = ctx.resources.get(KIND) or _engines(ctx)
         first_sent = ctx.resources.setdefault(_FIRST_SENT, {})
@@ -728,7 +731,7 @@ class IcmpProbe:
                 await asyncio.sleep(0)  # the reader's turn: the socket's queue is finite
                 since_read = 0
             since_read += 1
-            timeout_s = task.timeout_s if task.timeout_s > 0 else 0.0
+            timeout_s = _timeout_of(task)
             probe = _Probe(loop.create_future(), int(timeout_s * 1e9))
             attempt = engine.allocate_now(probe, host, packed)
             if attempt is None:
@@ -751,8 +754,7 @@ class IcmpProbe:
     async def run(self, task: ProbeTask, ctx: ProbeContext) -> ProbeResult:
         first_sent = ctx.resources.get(_FIRST_SENT)
         carried = first_sent.pop(task.id, None) if first_sent else None
-        present = carried is not None
-        timeout_s = task.timeout_s if task.timeout_s > 0 else 0.0
+        timeout_s = _timeout_of(task)
         if carried is None:
             started_at = time.time()
             t0 = time.perf_counter()
@@ -774,7 +776,8 @@ class IcmpProbe:
             sent = 0
             send_error: tuple[ProbeError, str] | None = None
             first_send = 0.0
-        else:  # `presend` sent the first attempt
+            armed = False  # whether its deadline is set already
+        else:  # `presend` sent the first attempt, and set a lone attempt's deadline
             engine, probe, attempt, first_send, send_error = carried
             del carried
             address = task.address
@@ -783,6 +786,7 @@ class IcmpProbe:
             started_at = attempt.sent_wall_ns / 1e9
             t0 = attempt.sent_mono_ns / 1e9
             sent = 1
+            armed = task.attempts <= 1 and send_error is None
             if task.attempts > 1:  # the later attempts go where the first did
                 _fam, host, packed, sockaddr = _destination(address)
 
@@ -818,7 +822,7 @@ class IcmpProbe:
                 probe.outstanding += 1
             probe.all_sent = True
             if probe.outstanding > 0:
-                if sent > 1 or not present:  # (presend set a lone attempt's deadline)
+                if not armed:
                     engine.expire_at(probe, loop.time() + timeout_s)
                 await probe.future
                 # only when nothing came back: an error in time already says where
@@ -835,7 +839,7 @@ class IcmpProbe:
                        time.perf_counter() - t0)
 
     def silent_result(self, task: ProbeTask) -> ProbeResult:
-        timeout_s = task.timeout_s if task.timeout_s > 0 else 0.0
+        timeout_s = _timeout_of(task)
         silent = _Probe(None, 0)  # type: ignore[arg-type]  # the state of one that heard nothing
         return _result(task, task.address, max(1, task.attempts), silent, None, timeout_s,
                        None, None)

@@ -74,16 +74,7 @@ class Report:
         """`part(source)`: a stand-in for the JSON of `source` (a component, a
         result, an entry of `extra`) made ahead of time, or None; for the JSON
         renderer only (json_format.Prerendered)."""
-        if part is None:
-            components = [c.to_json() for c in self.diagnosis.components]
-            probes = [r.to_json(shared=True) for r in self.evidence.results]  # only serialised
-            extra = self.extra
-        else:
-            components = [c.to_json() if (made := part(c)) is None else made
-                          for c in self.diagnosis.components]
-            probes = [r.to_json(shared=True) if (made := part(r)) is None else made
-                      for r in self.evidence.results]
-            extra = {k: v if (made := part(v)) is None else made for k, v in self.extra.items()}
+        part = part or _no_part
         return {
             "schema": SCHEMA,
             "version": __version__,
@@ -96,13 +87,19 @@ class Report:
             "status": str(self.status),
             "exit_code": self.exit_code,
             "fail_on": str(self.fail_on),
-            "components": components,
+            "components": [c.to_json() if (made := part(c)) is None else made
+                           for c in self.diagnosis.components],
             "groups": [g.to_json() for g in self.diagnosis.groups],
             "findings": [f.to_json() for f in self.diagnosis.findings],
             "explanations": [list(e) for e in self.diagnosis.explanations],
-            "probes": probes,
-            **extra,
+            "probes": [r.to_json(shared=True) if (made := part(r)) is None else made  # only serialised
+                       for r in self.evidence.results],
+            **{k: v if (made := part(v)) is None else made for k, v in self.extra.items()},
         }
+
+
+def _no_part(source: object) -> None:
+    return None
 
 
 def build_report(vantage: str, config: str, evidence: Evidence, diagnosis: Diagnosis,
