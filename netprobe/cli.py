@@ -393,7 +393,7 @@ def check(
     evidence = run(tasks, RunOptions(concurrency=concurrency, rate_pps=rate, deadline_s=deadline_s,
                                      confirm_attempts=confirm),
                    progress=None if quiet else RichProgress(stderr_console), stop_source=guard,
-                   while_waiting=prepare, foresight=foresight)
+                   while_waiting=prepare, foresight=foresight, keep=True)
     keep_until_exit()
     from netprobe.diagnosis import diagnose
     from netprobe.report.model import build_report

@@ -495,3 +495,24 @@ def test_same_observation_is_every_field_but_the_timing():
     assert set(observed) == set(other_values), "a new field needs a case here"
     for name, value in other_values.items():
         assert not base.same_observation(dataclasses.replace(base, **{name: value})), name
+
+
+def test_a_run_thaws_what_it_froze_unless_the_caller_keeps_it():
+    """run() freezes what exists, so the run's collections skip it; it thaws it
+    afterwards for a library caller, and leaves it frozen for a command that
+    says `keep` (or that froze things itself)."""
+    import gc
+
+    from netprobe.executor import run
+
+    gc.unfreeze()
+    try:
+        assert run([task("a")]).results[0].outcome == Outcome.OK
+        assert gc.get_freeze_count() == 0
+        assert run([task("b")], keep=True).results[0].outcome == Outcome.OK
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        run([task("c")])  # the caller's frozen objects stay frozen
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
