@@ -21,6 +21,9 @@ def main() -> None:
     # would otherwise print a KeyboardInterrupt traceback or die silently.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stopped_while_starting)
+    from netprobe import readahead
+
+    readahead.start(sys.argv)  # a large config's YAML, read on the other CPU meanwhile
     from netprobe.cli import main as cli_main
 
     cli_main()

@@ -28,6 +28,10 @@ from pydantic import (
     model_validator,
 )
 
+# (the cap on a config's size is re-exported: it is part of what the loader promises)
+from netprobe.configtext import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES
+from netprobe.configtext import read_text
+
 if typing.TYPE_CHECKING:
     from netprobe.topology import Topology
 
@@ -534,10 +538,6 @@ class Config(Frozen):
 # Loading: YAML text -> Config, with every problem at its line and column.
 # ---------------------------------------------------------------------------
 
-# A config of a few hundred endpoints is tens of kilobytes; the cap keeps a
-# wrong file (a log, /dev/zero) from being read and parsed for minutes.
-MAX_CONFIG_BYTES = 2 * 1024 * 1024
-
 
 # Problems shown at once; a hostile file can hold hundreds of thousands, and
 # a person fixes the first ones first.
@@ -593,7 +593,7 @@ def _load_config(path: str | os.PathLike[str]) -> Config:
     from netprobe.errors import ConfigError
 
     source = os.fspath(path)
-    text, problem = _read_text(source)
+    text, problem = read_text(source)
     if problem is not None:
         raise ConfigError(source, [f"{source}:{problem}" if problem[:1].isdigit()
                                    else f"{source}: {problem}"])
@@ -801,20 +801,26 @@ def _load_plain(text: str) -> Config | None:
     Read without positions (`parse_plain`); None when the text is not plain
     YAML or any check finds a problem: the caller then reads it again with
     positions, and every problem is reported from there, as before. A text
-    that passed before is not read at all: its data comes from `configcache`.
+    that passed before is not read at all: its data comes from `configcache`;
+    a large one that did not may have been read already (`readahead`).
     """
-    from netprobe import configcache
+    from netprobe import configcache, readahead
 
-    entry = configcache.key(text)
+    ahead = readahead.claim(text)  # started before the imports, for this very text
+    entry = ahead.entry if ahead is not None else configcache.key(text)
     kept = configcache.get(entry)
     if kept is not None:
         config = _checked(kept)
         if config is not None:
             return config
-    from netprobe.yamlpos import parse_plain
+    got = ahead.result() if ahead is not None else None
+    if got is not None:
+        data, texts = got  # what parse_plain gave the child for this text
+    else:
+        from netprobe.yamlpos import parse_plain
 
-    texts: list[str] = []  # every string key and value, as the reader met them
-    data = parse_plain(text, texts)
+        texts = []  # every string key and value, as the reader met them
+        data = parse_plain(text, texts)
     if not isinstance(data, dict):
         return None
     version = data.get("version")  # as _check_version: 1 or 1.0, never true
@@ -851,28 +857,6 @@ def load_topology(path: str | os.PathLike[str], *, keep: bool = False) -> Topolo
     from netprobe.topology import build_topology
 
     return build_topology(load_config(path, keep=keep), source=os.fspath(path))
-
-
-def _read_text(source: str) -> tuple[str, str | None]:
-    """The file's text, or a one-line problem (errno text, size, encoding)."""
-    try:
-        with open(source, "rb") as fh:
-            # read one byte past the cap: a pipe or a device has no size to ask
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        return "", f"cannot read the file: {exc.strerror or exc}"
-    except ValueError as exc:  # an embedded NUL in the path
-        return "", f"cannot read the file: {exc}"
-    if len(raw) > MAX_CONFIG_BYTES:
-        return "", (f"the file is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB; "
-                    "is it really a netprobe config?")
-    try:
-        return raw.decode("utf-8-sig"), None
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        return "", (f"{line}:{column}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
-                    "save the file as UTF-8")
 
 
 def _check_version(data: dict[Any, Any], root: Any) -> list[_Problem]:

@@ -82,6 +82,18 @@ def key(text: str) -> str:
     return digest.hexdigest()
 
 
+def has(entry: str) -> bool:
+    """Whether `get(entry)` would find an entry (it may still be damaged)."""
+    where = directory()
+    if where is None:
+        return False
+    try:
+        return _ours(os.stat(os.path.join(where, entry + _SUFFIX), follow_symlinks=False)) \
+            and _ours(os.stat(where))
+    except OSError:
+        return False
+
+
 def get(entry: str) -> dict[str, Any] | None:
     """The data kept under `entry`, or None (absent, damaged, or not ours alone)."""
     where = directory()
