@@ -10,7 +10,9 @@ plain data in an anonymous file; `claim` hands it to the loader, which then
 checks it exactly as if it had read the text itself.
 
 The child only reads: it opens no socket, writes nothing but its anonymous
-file, and ends with os._exit. The loader uses its data only for the very text
+file, and ends with os._exit. It runs at the lowest priority (nice 19): on an
+idle CPU that costs it nothing, and where it shares one with the parent's
+start-up it waits, instead of delaying the parent by as much as it saves. The loader uses its data only for the very text
 it read itself; a child that failed, or a text that changed meanwhile, means
 the text is read in-process as before. Configs under MIN_BYTES are read
 in-process; NETPROBE_READAHEAD=0 turns read-ahead off.
@@ -138,6 +140,8 @@ def claim(text: str) -> Ahead | None:
 def _child(text: str, fd: int, blocked: Any) -> None:
     code = 1
     try:
+        # the parent's start-up comes first: on a CPU the two share, this one waits
+        os.nice(19)
         for sig in _SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -108,10 +109,15 @@ def test_a_config_kept_by_the_cache_forks_no_reader(big, tmp_path, monkeypatch):
     assert load_topology(big).config == expected
 
 
-def test_a_signal_ends_the_child_quietly(tmp_path, capfd):
+def test_the_child_yields_the_cpu_and_a_signal_ends_it_quietly(tmp_path, capfd):
     path = tmp_path / "huge.yaml"
     path.write_text(big_config(30_000))  # ~1.4 MB: the child reads for a few tenths of a second
     ahead = readahead.start(["netprobe", "check", str(path)])
+    # niced, so on a CPU it shares with the parent's start-up it waits (bounded poll)
+    deadline = time.monotonic() + 2
+    while os.getpriority(os.PRIO_PROCESS, ahead.pid) != 19 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert os.getpriority(os.PRIO_PROCESS, ahead.pid) == 19
     os.kill(ahead.pid, signal.SIGINT)
     assert ahead.result() is None  # the loader then reads the text itself
     out, err = capfd.readouterr()
