@@ -20,6 +20,7 @@ in-process; NETPROBE_READAHEAD=0 turns read-ahead off.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import select
@@ -141,7 +142,8 @@ def _child(text: str, fd: int, blocked: Any) -> None:
     code = 1
     try:
         # the parent's start-up comes first: on a CPU the two share, this one waits
-        os.nice(19)
+        with contextlib.suppress(OSError):  # (refused by a sandbox: still worth reading)
+            os.nice(19)
         for sig in _SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
