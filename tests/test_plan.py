@@ -160,3 +160,13 @@ def test_a_saved_topology_naming_what_it_does_not_hold_is_refused_as_damaged():
                 "lines": {"l1": {"device": "gone", "far_end": "192.0.2.1"}}}
     with pytest.raises(NetprobeError, match="damaged .no component 'gone'"):
         topology_from_report({"topology": embedded}, "saved.json")
+
+
+def test_only_icmp_tcp_and_dns_tasks_keep_listening_for_late_errors():
+    """The late-error window (PlanOptions.late_grace_s) is for the probes that
+    heard nothing; a trace has none, so its time budget is its own."""
+    topology = build_topology(Config.model_validate(TRACED), "t.yaml")
+    tasks = build_plan(topology, PlanOptions(late_grace_s=2.5))
+    assert {t.kind for t in tasks} == {"icmp", "tcp", "dns", "trace"}
+    for task in tasks:
+        assert task.late_grace_s == (0.0 if task.kind == "trace" else 2.5), task.id
