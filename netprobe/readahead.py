@@ -63,10 +63,10 @@ class Ahead:
             got = marshal.loads(blob)
         except (ValueError, EOFError, TypeError):
             return None
-        if type(got) is not tuple or len(got) != 2:
+        if type(got) is not tuple or len(got) != 3:
             return None
-        data, texts = got
-        if data is None:  # the child's word for NOT_PLAIN
+        plain, data, texts = got
+        if not plain:  # (NOT_PLAIN is an object marshal cannot carry)
             from netprobe.yamlpos import NOT_PLAIN
 
             data = NOT_PLAIN
@@ -154,7 +154,8 @@ def _child(text: str, fd: int, blocked: Any) -> None:
 
         texts: list[str] = []
         data = parse_plain(text, texts)
-        blob = marshal.dumps((None if data is NOT_PLAIN else data, texts))
+        plain = data is not NOT_PLAIN
+        blob = marshal.dumps((plain, data if plain else None, texts))
         view = memoryview(blob)
         while view:
             view = view[os.write(fd, view):]

@@ -134,3 +134,16 @@ def test_the_command_reads_ahead_and_says_the_same(big):
     assert runs[0].returncode == runs[1].returncode == 0, runs[0].stderr
     assert runs[0].stdout == runs[1].stdout and "1000" in runs[0].stdout
     assert runs[0].stderr == runs[1].stderr
+
+
+@pytest.mark.parametrize("text", ["# only a comment\n", "---\n", "version: 1\n", "[1, 2\n",
+                                  "a: &x 1\nb: *x\n"])
+def test_every_kind_of_answer_comes_back_as_parse_plain_gives_it(tmp_path, text):
+    """A null document, plain data, and the texts parse_plain declines (NOT_PLAIN)."""
+    path = tmp_path / "odd.yaml"
+    path.write_text(text + "#" * readahead.MIN_BYTES + "\n")
+    full = path.read_text()
+    ahead = readahead.start(["netprobe", "validate", str(path)])
+    texts: list[str] = []
+    assert readahead.claim(full).result() == (parse_plain(full, texts), texts)
+    assert ahead.pid is None  # reaped
