@@ -107,21 +107,29 @@ def get(entry: str) -> dict[str, Any] | None:
     try:
         if not (_ours(os.fstat(fd)) and _ours(os.stat(where))):
             return None
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            blob = fh.read()
+        data = read_marshalled(fd)
     except OSError:
         return None
     finally:
         os.close(fd)
-    try:
-        data = marshal.loads(blob)
-    except (ValueError, EOFError, TypeError):
-        return None
     if type(data) is not dict:
         return None
     with contextlib.suppress(OSError):
         os.utime(path)  # recently used: kept longest
     return data
+
+
+def read_marshalled(fd: int) -> Any:
+    """What the whole file `fd` holds, marshalled; None when it cannot be read or
+    is not marshal data (`readahead` reads its child's answer with it too)."""
+    try:
+        blob = os.pread(fd, os.fstat(fd).st_size, 0)
+    except OSError:
+        return None
+    try:
+        return marshal.loads(blob)
+    except (ValueError, EOFError, TypeError):
+        return None
 
 
 def put(entry: str, data: dict[str, Any]) -> None:

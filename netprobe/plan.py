@@ -48,7 +48,6 @@ def build_plan(topology: Topology, options: PlanOptions | None = None) -> list[P
     # Each task's fields as one dict display on top of this: no keyword arguments
     # to gather and merge (at 10,000 endpoints, 15-17 ms -> 10-14 ms).
     base = {**task_defaults(), "interval_s": interval_s, "late_grace_s": opts.late_grace_s}
-    del base["params"]  # each task gets a dict of its own
 
     only = opts.only
 

@@ -50,19 +50,16 @@ class Ahead:
         if pid is None or fd is None:
             return None
         self.pid = self._fd = None
+        from netprobe.configcache import read_marshalled
+
         try:
             if not _reap(pid, _WAIT_S):
                 return None
-            size = os.fstat(fd).st_size
-            blob = os.pread(fd, size, 0)
+            got = read_marshalled(fd)
         except OSError:
             return None
         finally:
             os.close(fd)
-        try:
-            got = marshal.loads(blob)
-        except (ValueError, EOFError, TypeError):
-            return None
         if type(got) is not tuple or len(got) != 3:
             return None
         plain, data, texts = got

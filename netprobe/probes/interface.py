@@ -64,8 +64,9 @@ def task_of(values: dict[str, Any]) -> ProbeTask:
 
 
 def task_defaults() -> dict[str, Any]:
-    """Every field of a ProbeTask with a default, at that default (params: a new dict)."""
-    return {**_TASK_DEFAULTS, "params": {}}
+    """Every field of a ProbeTask with a plain default, at that default (not
+    `params`, whose default is a new dict: each task needs its own)."""
+    return dict(_TASK_DEFAULTS)
 
 
 class RateLimiter:
